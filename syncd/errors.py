@@ -1,0 +1,84 @@
+"""syncd's own exceptions, and the process exit codes they map to.
+
+Foreign exceptions (stomp.py, SQLAlchemy, drivers) are translated into these at the one module
+that talks to the foreign library (``raise ... from``); everything above decides by class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes of the ``syncd`` command; the README documents them for sysadmins."""
+
+    OK = 0
+    FAILURE = 1  # unexpected failure; systemd restarts the daemon (Restart=on-failure)
+    BAD_CONFIG = 2  # bad command line, config.yaml or mapping: a restart cannot help
+    UNAVAILABLE = 3  # broker or database unreachable when the command needed it
+    PARTIAL = 4  # `syncd publish`: some input was rejected or not confirmed by the broker
+
+
+class SyncdError(Exception):
+    """Base class of every error syncd raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in a file a human edits, with where it is and what to write instead."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(SyncdError):
+    """config.yaml or a mapping file is wrong; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class DecodeError(SyncdError):
+    """A message body or an event in it is not a change event this contract accepts."""
+
+
+class NoMappingError(SyncdError):
+    """A well-formed event that no mapping consumes."""
+
+
+class MappingApplyError(SyncdError):
+    """A mapping could not turn an event into a target row (missing key, unknown column, ...)."""
+
+
+class BrokerUnavailable(SyncdError):
+    """The broker cannot be reached, or the connection to it dropped."""
+
+
+class PublishError(SyncdError):
+    """Some events were not confirmed by the broker; ``confirmed`` were."""
+
+    def __init__(self, message: str, confirmed: int):
+        self.confirmed = confirmed
+        super().__init__(message)
+
+
+class TargetUnavailable(SyncdError):
+    """A transient target failure: connection lost, deadlock, serialization, lock timeout.
+
+    The same work may succeed if tried again later.
+    """
+
+
+class TargetOutage(TargetUnavailable):
+    """The target database cannot be reached at all: no event is to blame, so wait for it."""
+
+
+class PermanentApplyError(SyncdError):
+    """The target rejected the change for good (constraint, type, unknown column, ...)."""
