@@ -1,0 +1,333 @@
+"""The SQL applier: one target database, batches applied through SQLAlchemy Core.
+
+Every batch is one transaction holding the row writes *and* the positions that guard them, so a
+row and the position it reflects are never seen apart. Driver exceptions are translated here,
+at the edge, into ``TargetUnavailable`` or ``PermanentApplyError``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from syncd.apply import postgresql, sqlite
+from syncd.apply.classify import Failure
+from syncd.apply.plan import Change, KeyAction, Verdict, plan_batch
+from syncd.errors import PermanentApplyError, Problem, TargetOutage, TargetUnavailable
+from syncd.mapping import Mapping
+
+log = logging.getLogger(__name__)
+
+DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
+_CHUNK = 500  # rows per statement for IN lists and multi-row VALUES with RETURNING
+
+
+def positions_table(name: str) -> sa.Table:
+    """The position guard's table: the last applied source position per (mapping, key).
+
+    Deleted keys keep their row (``deleted``), so a stale replay of a create after its delete is
+    still recognised as stale.
+    """
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("mapping", sa.String(100), primary_key=True),
+        sa.Column("row_key", sa.String(650), primary_key=True),
+        sa.Column("position", sa.BigInteger, nullable=False),
+        sa.Column("event_id", sa.String(200)),
+        sa.Column("deleted", sa.Boolean, nullable=False),
+        sa.Column("source_ts_ms", sa.BigInteger),
+        sa.Column(
+            "applied_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.func.current_timestamp(),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """A mapping's target table as the database describes it."""
+
+    table: sa.TableClause
+    columns: frozenset[str]
+    key: tuple[str, ...]
+
+
+def split_table_name(name: str) -> tuple[str | None, str]:
+    schema, _, table = name.rpartition(".")
+    return (schema or None), table
+
+
+class SqlApplier:
+    """Applies batches to one target database (PostgreSQL or SQLite)."""
+
+    def __init__(self, name: str, url: str, mappings: Sequence[Mapping], positions: str):
+        self.name = name
+        self._mappings = list(mappings)
+        try:
+            backend = sa.engine.make_url(url).get_backend_name()
+        except sa.exc.ArgumentError as exc:
+            raise PermanentApplyError(f"database {name}: cannot use URL: {exc}") from exc
+        dialect = DIALECTS.get(backend)
+        if dialect is None:
+            raise PermanentApplyError(
+                f"database {name}: {backend} is not a supported target "
+                f"(supported: {', '.join(DIALECTS)})"
+            )
+        self._dialect = dialect
+        self._engine: Engine = sa.create_engine(url, pool_pre_ping=True, **dialect.engine_options)
+        dialect.configure(self._engine)
+        self._positions = positions_table(positions)
+        self._targets: dict[str, Target] = {}
+        self._statements: dict[Any, Any] = {}
+
+    # -- start-up -------------------------------------------------------------------------
+
+    def prepare(self, create: bool = True) -> list[Problem]:
+        """Check every mapping against its target table; create the positions table if missing.
+
+        Returns the problems found (missing tables or columns, no unique key for ON CONFLICT).
+        With ``create=False`` (``syncd check``) nothing is written.
+        """
+        problems: list[Problem] = []
+        with self._translated(), self._engine.begin() as conn:
+            if create:
+                self._positions.create(conn, checkfirst=True)
+            inspector = sa.inspect(conn)
+            for mapping in self._mappings:
+                target = self._describe(inspector, mapping, problems)
+                if target is not None:
+                    self._targets[mapping.name] = target
+        return problems
+
+    def target_columns(self, mapping: Mapping) -> frozenset[str]:
+        return self._targets[mapping.name].columns
+
+    def _describe(
+        self, inspector: sa.Inspector, mapping: Mapping, problems: list[Problem]
+    ) -> Target | None:
+        schema, name = split_table_name(mapping.target_table)
+        where = f"{self.name}.{mapping.target_table}"
+
+        def problem(message: str) -> None:
+            text = f"mapping {mapping.name}: {message}"
+            problems.append(Problem(mapping.file, mapping.line, text))
+
+        if not inspector.has_table(name, schema=schema):
+            problem(f"target table {where} does not exist; create it first")
+            return None
+        columns = [c["name"] for c in inspector.get_columns(name, schema=schema)]
+        present = set(columns)
+        wanted = [c.target for c in mapping.columns or ()] + list(mapping.target_key)
+        if mapping.on_delete.soft_column:
+            wanted.append(mapping.on_delete.soft_column)
+        missing = sorted({c for c in wanted if c not in present})
+        if missing:
+            problem(
+                f"{where} has no column {', '.join(missing)} (it has: {', '.join(columns)}); "
+                "fix the mapping's columns or add the column to the table"
+            )
+        if not self._has_unique_key(inspector, name, schema, set(mapping.target_key)):
+            problem(
+                f"{where} has no primary key or unique index on ({', '.join(mapping.target_key)}); "
+                "upserts need one: add it, or change the mapping's key"
+            )
+        table = sa.table(name, *(sa.column(c) for c in columns), schema=schema)
+        return Target(table, frozenset(present), mapping.target_key)
+
+    @staticmethod
+    def _has_unique_key(
+        inspector: sa.Inspector, name: str, schema: str | None, key: set[str]
+    ) -> bool:
+        if set(inspector.get_pk_constraint(name, schema=schema)["constrained_columns"]) == key:
+            return True
+        uniques: list[list[str | None]] = [
+            list(u["column_names"]) for u in inspector.get_unique_constraints(name, schema=schema)
+        ]
+        indexes = inspector.get_indexes(name, schema=schema)
+        uniques += [list(i["column_names"]) for i in indexes if i["unique"]]
+        return any(set(cols) == key for cols in uniques)
+
+    # -- applying -------------------------------------------------------------------------
+
+    def apply_batch(self, changes: Sequence[Change]) -> list[Verdict]:
+        verdicts: list[Verdict] = [Verdict.STALE] * len(changes)
+        by_mapping: dict[str, list[int]] = defaultdict(list)
+        for i, change in enumerate(changes):
+            by_mapping[change.mapping.name].append(i)
+        with self._translated(), self._engine.begin() as conn:
+            for indexes in by_mapping.values():
+                subset = [changes[i] for i in indexes]
+                for i, verdict in zip(indexes, self._apply_mapping(conn, subset), strict=True):
+                    verdicts[i] = verdict
+        return verdicts
+
+    def _apply_mapping(self, conn: Connection, changes: list[Change]) -> list[Verdict]:
+        mapping = changes[0].mapping
+        stored = self._stored_positions(conn, mapping, {c.key for c in changes})
+        actions, verdicts = plan_batch(changes, stored)
+        advanced = self._advance_positions(conn, mapping, list(actions.values()))
+        # A key whose position another writer advanced meanwhile lost the race: its changes are
+        # older than the row now reflects, exactly as if they had arrived late.
+        for i, change in enumerate(changes):
+            if verdicts[i] is Verdict.APPLIED and change.key not in advanced:
+                verdicts[i] = Verdict.STALE
+        self._write_rows(conn, mapping, [a for a in actions.values() if a.key in advanced])
+        return verdicts
+
+    def _stored_positions(
+        self, conn: Connection, mapping: Mapping, keys: set[str]
+    ) -> dict[str, int]:
+        p = self._positions.c
+        stored: dict[str, int] = {}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), _CHUNK):
+            query = sa.select(p.row_key, p.position).where(
+                p.mapping == mapping.name, p.row_key.in_(ordered[start : start + _CHUNK])
+            )
+            stored.update({row.row_key: row.position for row in conn.execute(query)})
+        return stored
+
+    def _advance_positions(
+        self, conn: Connection, mapping: Mapping, actions: list[KeyAction]
+    ) -> set[str]:
+        """Move each key's position forward, only where it is still older; the keys moved."""
+        advanced: set[str] = set()
+        rows = [
+            {
+                "mapping": mapping.name,
+                "row_key": a.key,
+                "position": a.position,
+                "event_id": a.last.event.event_id[:200] if a.last else None,
+                "deleted": a.delete,
+                "source_ts_ms": a.last.event.source_ts_ms if a.last else None,
+            }
+            for a in actions
+        ]
+        table = self._positions
+        for start in range(0, len(rows), _CHUNK):
+            stmt = self._dialect.insert(table).values(rows[start : start + _CHUNK])
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[table.c.mapping, table.c.row_key],
+                set_={
+                    "position": stmt.excluded.position,
+                    "event_id": stmt.excluded.event_id,
+                    "deleted": stmt.excluded.deleted,
+                    "source_ts_ms": stmt.excluded.source_ts_ms,
+                    "applied_at": sa.func.current_timestamp(),
+                },
+                where=table.c.position < stmt.excluded.position,
+            ).returning(table.c.row_key)
+            advanced.update(conn.execute(stmt).scalars())
+        return advanced
+
+    def _write_rows(self, conn: Connection, mapping: Mapping, actions: list[KeyAction]) -> None:
+        target = self._targets[mapping.name]
+        soft_column = mapping.on_delete.soft_column
+        hard = mapping.on_delete.action == "delete"
+        if hard:
+            self._delete(conn, target, [a for a in actions if a.delete or a.replace])
+        elif soft_column:
+            stamps = [a for a in actions if a.delete and not a.row]
+            self._soft_delete(conn, target, soft_column, stamps)
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for action in actions:
+            if not action.row or (action.delete and hard):
+                continue
+            row = {column: _bindable(value) for column, value in action.row.items()}
+            row.update(action.target_key)
+            if soft_column:
+                # Stamped if its newest change is a delete; cleared if it was created again.
+                row[soft_column] = _deleted_at(action) if action.delete else None
+            by_columns[tuple(sorted(row))].append(row)
+        for columns, rows in by_columns.items():
+            conn.execute(self._upsert(target, columns), rows)
+
+    def _upsert(self, target: Target, columns: tuple[str, ...]) -> Any:
+        cache_key = (target.table.name, target.table.schema, columns)
+        stmt = self._statements.get(cache_key)
+        if stmt is None:
+            insert = self._dialect.insert(target.table)
+            updates = {c: insert.excluded[c] for c in columns if c not in target.key}
+            stmt = (
+                insert.on_conflict_do_update(index_elements=list(target.key), set_=updates)
+                if updates
+                else insert.on_conflict_do_nothing(index_elements=list(target.key))
+            )
+            self._statements[cache_key] = stmt
+        return stmt
+
+    @staticmethod
+    def _key_clause(target: Target, actions: list[KeyAction]) -> sa.ColumnElement[bool]:
+        columns = [target.table.c[k] for k in target.key]
+        if len(columns) == 1:
+            return columns[0].in_([a.target_key[target.key[0]] for a in actions])
+        keys = [tuple(a.target_key[k] for k in target.key) for a in actions]
+        return sa.tuple_(*columns).in_(keys)
+
+    def _delete(self, conn: Connection, target: Target, actions: list[KeyAction]) -> None:
+        for start in range(0, len(actions), _CHUNK):
+            chunk = actions[start : start + _CHUNK]
+            conn.execute(sa.delete(target.table).where(self._key_clause(target, chunk)))
+
+    def _soft_delete(
+        self, conn: Connection, target: Target, column: str, actions: list[KeyAction]
+    ) -> None:
+        for action in actions:
+            conn.execute(
+                sa.update(target.table)
+                .where(self._key_clause(target, [action]))
+                .values({column: _deleted_at(action)})
+            )
+
+    # -- edges ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Driver and SQLAlchemy errors become syncd's own, decided by driver codes."""
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            reason = f"database {self.name}: {_first_line(exc.orig or exc)}"
+            failure = self._dialect.classify(exc.orig)
+            if exc.connection_invalidated or failure is Failure.OUTAGE:
+                raise TargetOutage(reason) from exc
+            if failure is Failure.TRANSIENT:
+                raise TargetUnavailable(reason) from exc
+            raise PermanentApplyError(reason) from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise PermanentApplyError(f"database {self.name}: {_first_line(exc)}") from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _deleted_at(action: KeyAction) -> str:
+    """When the source deleted the row (its commit time), else now; ISO 8601 in UTC."""
+    ts = action.last.event.source_ts_ms if action.last else None
+    stamp = datetime.fromtimestamp(ts / 1000, UTC) if ts is not None else datetime.now(UTC)
+    return stamp.isoformat(sep=" ")
+
+
+def _bindable(value: Any) -> Any:
+    """JSON objects and arrays are stored as their JSON text (json/jsonb columns parse it)."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

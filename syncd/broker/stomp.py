@@ -1,0 +1,275 @@
+"""The STOMP connection to ActiveMQ — the one module that imports stomp.py.
+
+stomp.py runs listener callbacks on its single receiver thread, which also answers heart-beats:
+the callbacks here only hand frames over (a queue, an event) and never do work, so a slow batch
+cannot make the broker think the daemon is dead. stomp.py does not reconnect after a drop and
+``connect(wait=True)`` never times out, so connecting — host by host, in order, each with a
+deadline — is done here, and reconnecting is the caller's loop's job (``connected`` tells it).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import stomp
+import stomp.exception
+
+from syncd.broker import Message, Outgoing
+from syncd.config import BrokerConfig
+from syncd.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+_STOMP_ERRORS = (stomp.exception.StompException, OSError)
+
+
+class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
+    """Runs on stomp.py's receiver thread: hand over, never block."""
+
+    def __init__(self, broker: StompBroker, generation: int):
+        self._broker = broker
+        self._generation = generation
+        self.connected = threading.Event()
+        self.error: str | None = None
+
+    def on_connected(self, frame: Any) -> None:
+        self.connected.set()
+
+    def on_message(self, frame: Any) -> None:
+        headers = dict(frame.headers)
+        body = frame.body if isinstance(frame.body, bytes) else frame.body.encode()
+        self._broker._inbox.put(
+            Message(
+                body=body,
+                headers=headers,
+                destination=headers.get("destination", ""),
+                message_id=headers.get("message-id", ""),
+                ack_id=str(headers.get("ack") or headers.get("message-id", "")),
+                generation=self._generation,
+            )
+        )
+
+    def on_receipt(self, frame: Any) -> None:
+        self._broker._receipt_arrived(frame.headers.get("receipt-id", ""))
+
+    def on_error(self, frame: Any) -> None:
+        self.error = frame.headers.get("message", "") or str(frame.body)[:200]
+        log.warning("broker error: %s", self.error)
+        self._broker._receipt_failed(frame.headers.get("receipt-id"))
+
+    def on_disconnected(self) -> None:
+        self._broker._dropped(self._generation)
+
+
+class StompBroker:
+    """A STOMP 1.2 connection: subscribe, receive, cumulative ack, and transactional sends."""
+
+    def __init__(self, config: BrokerConfig, client_name: str = "syncd"):
+        self._config = config
+        self._client_name = client_name
+        self._conn: Any = None
+        self._generation = 0
+        self._connected = False
+        self._subscriptions: dict[str, str] = {}
+        self._inbox: queue.Queue[Message] = queue.Queue()
+        self._receipts: dict[str, threading.Event] = {}
+        self._failed_receipts: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- connection -----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def connect(self) -> None:
+        """Connect to the first host that answers, in the configured order, and resubscribe."""
+        self.close()
+        failures = []
+        for host, port in self._config.hosts:
+            try:
+                self._connect_to(host, port)
+            except BrokerUnavailable as exc:
+                failures.append(f"{host}:{port}: {exc}")
+                continue
+            for destination in list(self._subscriptions):
+                self._subscribe(destination)
+            return
+        raise BrokerUnavailable("no broker answered: " + "; ".join(failures))
+
+    def _connect_to(self, host: str, port: int) -> None:
+        heartbeat = self._config.heartbeat_ms
+        conn = stomp.Connection12(
+            [(host, port)],
+            heartbeats=(heartbeat, heartbeat),
+            auto_decode=False,
+            timeout=self._config.connect_timeout_s,
+            reconnect_attempts_max=1,
+        )
+        self._generation += 1
+        listener = _Listener(self, self._generation)
+        conn.set_listener("syncd", listener)
+        try:
+            conn.connect(
+                self._config.user,
+                self._config.password,
+                wait=False,
+                headers={"client-id": f"{self._client_name}-{uuid.uuid4().hex[:8]}"},
+            )
+        except _STOMP_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot connect: {exc or type(exc).__name__}") from exc
+        if not listener.connected.wait(self._config.connect_timeout_s):
+            _quietly_disconnect(conn)
+            reason = listener.error or f"no CONNECTED within {self._config.connect_timeout_s} s"
+            raise BrokerUnavailable(reason)
+        self._conn = conn
+        self._connected = True
+        log.info("connected to broker %s:%s", host, port)
+
+    def _dropped(self, generation: int) -> None:
+        if generation == self._generation:
+            self._connected = False
+            with self._lock:
+                for event in self._receipts.values():
+                    event.set()  # wake waiters: their receipt will never come
+
+    def close(self) -> None:
+        """Disconnect; undelivered and unacknowledged messages go back to the broker."""
+        conn, self._conn = self._conn, None
+        self._connected = False
+        self._generation += 1  # what is still in the inbox belongs to the old connection
+        if conn is not None:
+            _quietly_disconnect(conn)
+        self._inbox = queue.Queue()
+
+    # -- consuming ------------------------------------------------------------------------
+
+    def subscribe(self, destination: str) -> None:
+        """Subscribe with cumulative client acks; remembered for reconnects."""
+        self._subscriptions[destination] = f"sub-{len(self._subscriptions) + 1}"
+        if self._connected:
+            self._subscribe(destination)
+
+    def _subscribe(self, destination: str) -> None:
+        try:
+            self._conn.subscribe(
+                destination,
+                id=self._subscriptions[destination],
+                ack="client",
+                headers={"activemq.prefetchSize": str(self._config.prefetch)},
+            )
+        except _STOMP_ERRORS as exc:
+            self._connected = False
+            raise BrokerUnavailable(f"cannot subscribe to {destination}: {exc}") from exc
+
+    def receive(self, timeout_s: float) -> Message | None:
+        """The next delivered message, waiting up to ``timeout_s``; None if none came."""
+        try:
+            return self._inbox.get(timeout=timeout_s) if timeout_s > 0 else self._inbox.get_nowait()
+        except queue.Empty:
+            return None
+
+    def settle(self, last: Sequence[Message], dead_letters: Sequence[Outgoing]) -> bool:
+        """Acknowledge everything up to each of ``last`` and send ``dead_letters``, together.
+
+        ``last`` holds the newest settled message of each subscription: acks are cumulative.
+        With dead letters, their SENDs and the ACKs go in one STOMP transaction, committed with
+        a receipt, so a dead letter is never both on the dead-letter queue and redelivered.
+        Returns False (nothing acknowledged) if the connection that delivered them is gone:
+        the broker redelivers them, and positions make the repeat harmless.
+        """
+        current = [m for m in last if m.generation == self._generation]
+        if len(current) != len(last) or not self._connected:
+            return False
+        try:
+            if not dead_letters:
+                for message in current:
+                    self._conn.ack(message.ack_id)
+                return True
+            transaction = uuid.uuid4().hex
+            self._conn.begin(transaction)
+            for letter in dead_letters:
+                self._send(letter, transaction)
+            for message in current:
+                self._conn.ack(message.ack_id, transaction=transaction)
+            return self._commit(transaction)
+        except _STOMP_ERRORS as exc:
+            log.warning("settling failed, the broker will redeliver: %s", exc)
+            self._connected = False
+            return False
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send_confirmed(self, messages: Sequence[Outgoing]) -> None:
+        """Send ``messages`` in one transaction and wait for the broker's receipt of the commit.
+
+        When this returns, every message is on the broker; when it raises ``BrokerUnavailable``,
+        none of them is (an uncommitted transaction dies with its connection).
+        """
+        if not self._connected:
+            raise BrokerUnavailable("not connected to the broker")
+        transaction = uuid.uuid4().hex
+        try:
+            self._conn.begin(transaction)
+            for message in messages:
+                self._send(message, transaction)
+            committed = self._commit(transaction)
+        except _STOMP_ERRORS as exc:
+            self._connected = False
+            raise BrokerUnavailable(f"sending failed: {exc}") from exc
+        if not committed:
+            raise BrokerUnavailable("the broker did not confirm the transaction")
+
+    def _send(self, message: Outgoing, transaction: str | None) -> None:
+        headers = dict(message.headers)
+        headers["persistent"] = "true"
+        headers.setdefault("content-type", "application/json")
+        if transaction:
+            headers["transaction"] = transaction
+        self._conn.send(message.destination, message.body, headers=headers)
+
+    def _commit(self, transaction: str) -> bool:
+        receipt = f"commit-{transaction}"
+        event = threading.Event()
+        with self._lock:
+            self._receipts[receipt] = event
+        try:
+            self._conn.commit(transaction, headers={"receipt": receipt})
+            arrived = event.wait(self._config.receipt_timeout_s)
+        finally:
+            with self._lock:
+                self._receipts.pop(receipt, None)
+                failed = receipt in self._failed_receipts
+                self._failed_receipts.discard(receipt)
+        return arrived and not failed and self._connected
+
+    def _receipt_arrived(self, receipt: str) -> None:
+        with self._lock:
+            event = self._receipts.get(receipt)
+        if event is not None:
+            event.set()
+
+    def _receipt_failed(self, receipt: str | None) -> None:
+        if receipt is None:
+            return
+        with self._lock:
+            self._failed_receipts.add(receipt)
+            event = self._receipts.get(receipt)
+        if event is not None:
+            event.set()
+
+
+def _quietly_disconnect(conn: Any) -> None:
+    try:
+        conn.disconnect()
+    except (OSError, *_STOMP_ERRORS, RuntimeError):
+        pass

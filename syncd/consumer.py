@@ -1,0 +1,198 @@
+"""The apply loop: take a batch of messages, apply their events, then settle every message.
+
+It knows messages, events and appliers — not STOMP frames, not SQL. One pass:
+
+1. take up to ``batch_max_messages`` messages, lingering ``batch_linger_ms`` for stragglers
+   (a batch never waits for more messages than ActiveMQ will page in, so it cannot stall);
+2. decode each message and route each event to its mappings' changes;
+3. apply the changes per target database, one transaction each (retries, poison isolation);
+4. settle: dead-letter what failed and acknowledge the batch, together.
+
+Ack after commit: a crash in between only redelivers, and the positions make that harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from syncd.apply import Applier
+from syncd.apply.plan import Change, Verdict
+from syncd.apply.resilient import Interrupted, apply_isolating, retrying
+from syncd.broker import Message, Outgoing
+from syncd.config import ApplyConfig, RetryConfig
+from syncd.deadletter import ErrorClass, Reason, dead_letter
+from syncd.errors import BrokerUnavailable, DecodeError, MappingApplyError, NoMappingError
+from syncd.events import BadEvent, decode_body
+from syncd.routing import Router
+from syncd.stats import Stats
+
+log = logging.getLogger(__name__)
+
+WHOLE_MESSAGE = -1  # the failure index of a message that could not be decoded at all
+
+
+class Broker(Protocol):
+    """What the loop needs of a broker connection (``syncd.broker.stomp.StompBroker``)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    def connect(self) -> None: ...
+
+    def receive(self, timeout_s: float) -> Message | None: ...
+
+    def settle(self, last: list[Message], dead_letters: list[Outgoing]) -> bool: ...
+
+
+@dataclass
+class _Pending:
+    """One message of the batch, until it is settled."""
+
+    message: Message
+    array: bool = False
+    events: list[Any] = field(default_factory=list)
+    failures: dict[int, Reason] = field(default_factory=dict)
+
+
+class ApplyLoop:
+    def __init__(
+        self,
+        broker: Broker,
+        router: Router,
+        appliers: dict[str, Applier],
+        settings: ApplyConfig,
+        retry: RetryConfig,
+        dead_letter_queue: str,
+        stats: Stats,
+    ):
+        self._broker = broker
+        self._router = router
+        self._appliers = appliers
+        self._settings = settings
+        self._retry = retry
+        self._dead_letter_queue = dead_letter_queue
+        self._stats = stats
+        self._max_delay_s = retry.max_backoff_ms / 1000
+        self._reconnect_delay_s = retry.initial_backoff_ms / 1000
+
+    def run(self, stopping: threading.Event) -> None:
+        """Apply until ``stopping`` is set; the batch in hand is finished first."""
+        policy = retrying(self._retry, stopping)
+        while not stopping.is_set():
+            if not self._broker.connected and not self._reconnect(stopping):
+                continue
+            batch = self._take_batch()
+            if not batch:
+                self._stats.maybe_report()
+                continue
+            try:
+                self.process(batch, policy, stopping)
+            except Interrupted as exc:
+                log.warning("batch left unacknowledged for redelivery: %s", exc)
+            self._stats.maybe_report()
+
+    def _reconnect(self, stopping: threading.Event) -> bool:
+        """Connect (hosts in order) and resubscribe; on failure wait, with capped backoff."""
+        try:
+            self._broker.connect()
+        except BrokerUnavailable as exc:
+            log.warning("broker unavailable, retrying in %.1f s: %s", self._reconnect_delay_s, exc)
+            stopping.wait(self._reconnect_delay_s)
+            self._reconnect_delay_s = min(2 * self._reconnect_delay_s, self._max_delay_s)
+            return False
+        self._reconnect_delay_s = self._retry.initial_backoff_ms / 1000
+        return True
+
+    def _take_batch(self) -> list[Message]:
+        first = self._broker.receive(0.5)
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self._settings.batch_linger_ms / 1000
+        while len(batch) < self._settings.batch_max_messages:
+            message = self._broker.receive(max(0.0, deadline - time.monotonic()))
+            if message is None:
+                break
+            batch.append(message)
+        generation = self._broker.generation
+        return [m for m in batch if m.generation == generation]
+
+    def process(self, batch: list[Message], policy: Any, stopping: threading.Event) -> None:
+        """Apply one batch and settle each of its messages exactly once."""
+        pending = [_Pending(message) for message in batch]
+        by_database: dict[str, list[Change]] = defaultdict(list)
+        for item in pending:
+            for change in self._decode_and_route(item):
+                by_database[change.mapping.target_database].append(change)
+        for database, changes in by_database.items():
+            results = apply_isolating(self._appliers[database], changes, policy, stopping)
+            for change, result in zip(changes, results, strict=True):
+                item, index = change.ref
+                if isinstance(result, Reason):
+                    item.failures.setdefault(index, result)
+                else:
+                    self._stats.count(change.mapping.name, result)
+        self._settle(pending)
+
+    def _decode_and_route(self, item: _Pending) -> list[Change]:
+        message = item.message
+        try:
+            slots = decode_body(message.body, message.headers.get("syncd-event-id"))
+        except DecodeError as exc:
+            item.failures[WHOLE_MESSAGE] = Reason(ErrorClass.DECODE, str(exc))
+            return []
+        item.array = message.body.lstrip()[:1] == b"["
+        item.events = [slot.raw for slot in slots]
+        changes: list[Change] = []
+        for index, slot in enumerate(slots):
+            if isinstance(slot, BadEvent):
+                item.failures[index] = Reason(ErrorClass.DECODE, str(slot.error))
+                continue
+            try:
+                changes += self._router.changes_for(slot, (item, index))
+            except NoMappingError as exc:
+                item.failures[index] = Reason(ErrorClass.NO_MAPPING, str(exc))
+            except MappingApplyError as exc:
+                item.failures[index] = Reason(ErrorClass.MAPPING, str(exc))
+        return changes
+
+    def _settle(self, pending: list[_Pending]) -> None:
+        """The one place where every message of the batch ends: acknowledged, dead letters sent.
+
+        Acks are cumulative per subscription, so acknowledging the newest message of each
+        destination settles the batch; its dead letters go in the same broker transaction.
+        """
+        letters: list[Outgoing] = []
+        newest: dict[str, Message] = {}
+        for item in pending:
+            newest[item.message.destination] = item.message
+            for index, reason in sorted(item.failures.items()):
+                letters.append(self._dead_letter(item, index, reason))
+                self._stats.dead_lettered(reason)
+                log.warning(
+                    "dead-lettered: class=%s mapping=%s key=%s message=%s error=%s",
+                    reason.error_class,
+                    reason.mapping or "-",
+                    reason.key or "-",
+                    item.message.message_id,
+                    reason.text,
+                )
+        if not self._broker.settle(list(newest.values()), letters):
+            log.warning("connection lost before acknowledging %d messages", len(pending))
+
+    def _dead_letter(self, item: _Pending, index: int, reason: Reason) -> Outgoing:
+        queue = self._dead_letter_queue
+        if index == WHOLE_MESSAGE or not item.array:
+            return dead_letter(queue, item.message, reason)
+        return dead_letter(queue, item.message, reason, index, item.events[index])
+
+
+__all__ = ["ApplyLoop", "Broker", "Verdict"]

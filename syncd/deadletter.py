@@ -1,0 +1,70 @@
+"""Dead letters: what goes to the dead-letter queue, and the headers that say why.
+
+The body is the original message body, untouched — or, when one event of an array failed, that
+event alone as JSON, so that its neighbours are not dead-lettered (or replayed) with it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from syncd.broker import Message, Outgoing
+
+
+class ErrorClass(StrEnum):
+    """Why a message or event was dead-lettered (the ``syncd-error-class`` header)."""
+
+    DECODE = "decode"  # not JSON, or not a change event
+    NO_MAPPING = "no-mapping"  # a valid event that no mapping consumes
+    MAPPING = "mapping"  # a mapping could not make a target row of it
+    REJECTED = "rejected"  # the target database rejected it permanently
+    RETRIES_EXHAUSTED = "retries-exhausted"  # a transient failure that did not pass in time
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why one event (or a whole undecodable message) cannot be applied."""
+
+    error_class: ErrorClass
+    text: str
+    mapping: str | None = None
+    key: str | None = None
+
+
+def one_line(text: str, limit: int = 1000) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def dead_letter(
+    queue: str,
+    message: Message,
+    reason: Reason,
+    event_index: int | None = None,
+    event: Any = None,
+) -> Outgoing:
+    """The dead letter for ``message`` — or for its element ``event_index`` alone."""
+    headers = message.carried_headers()
+    body = message.body
+    if event_index is not None:
+        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        headers["syncd-event-index"] = str(event_index)
+        headers.pop("content-length", None)
+    headers.update(
+        {
+            "syncd-error": one_line(reason.text),
+            "syncd-error-class": str(reason.error_class),
+            "syncd-original-destination": message.destination,
+            "syncd-original-message-id": message.message_id,
+            "syncd-failed-at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+    )
+    if reason.mapping:
+        headers["syncd-mapping"] = reason.mapping
+    if reason.key:
+        headers["syncd-key"] = reason.key
+    return Outgoing(queue, body, headers)

@@ -1,0 +1,160 @@
+"""Change events: the wire contract's payload, decoded into typed objects.
+
+A message body is one change event, a JSON array of them, or a Debezium ``{schema, payload}``
+wrapper around one. Each element of an array decodes on its own, so one bad event is reported
+without failing its neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from syncd.errors import DecodeError
+
+OPS = {"c": "create", "u": "update", "d": "delete", "r": "snapshot read"}
+MAX_POSITION = 2**63 - 1  # positions are stored as BIGINT
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One row change at one source position."""
+
+    op: str  # c, u, d or r
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    system: str  # source.name
+    schema: str | None  # source.schema (or source.db for MySQL-style sources)
+    table: str
+    position: int  # source.seq, or Debezium's source.lsn: strictly increasing per source row
+    event_id: str  # the optional `id`, else "<system>@<position>"
+    source_ts_ms: int | None
+    raw: Any  # the decoded JSON element, kept to dead-letter this event alone
+
+    @property
+    def is_delete(self) -> bool:
+        return self.op == "d"
+
+    @property
+    def qualified_table(self) -> str:
+        return f"{self.schema}.{self.table}" if self.schema else self.table
+
+
+@dataclass(frozen=True, slots=True)
+class BadEvent:
+    """An element of a message body that is not a change event, with the reason."""
+
+    error: DecodeError
+    raw: Any
+
+
+Decoded = ChangeEvent | BadEvent
+
+
+def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]:
+    """Decode a message body into its events; raises DecodeError only if the body is not JSON.
+
+    ``event_id`` (the ``syncd-event-id`` header) names the event of a single-event body.
+    """
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError(f"message body is not JSON: {exc}") from exc
+    if isinstance(document, list):
+        if not document:
+            raise DecodeError("message body is an empty JSON array: no change event in it")
+        return [_decode_slot(element, None) for element in document]
+    return [_decode_slot(document, event_id)]
+
+
+def _decode_slot(element: Any, event_id: str | None) -> Decoded:
+    try:
+        return decode_event(element, event_id)
+    except DecodeError as exc:
+        return BadEvent(exc, element)
+
+
+def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
+    """Decode one change event (plain or Debezium-wrapped) from parsed JSON."""
+    if isinstance(document, dict) and "payload" in document and "op" not in document:
+        document = document["payload"]  # Debezium's {"schema": ..., "payload": ...} wrapper
+    if not isinstance(document, dict):
+        raise DecodeError(f"a change event must be a JSON object, found {_kind(document)}")
+    op = document.get("op")
+    if op not in OPS:
+        raise DecodeError(f"'op' must be one of c, u, d, r; found {op!r}")
+    before = _row(document, "before")
+    after = _row(document, "after")
+    if op == "d" and before is None:
+        raise DecodeError("a delete ('op': 'd') needs 'before' with the row's key")
+    if op != "d" and after is None:
+        raise DecodeError(f"'op': '{op}' needs 'after' with the row's new values")
+    source = document.get("source")
+    if not isinstance(source, dict):
+        raise DecodeError(f"'source' must be an object, found {_kind(source)}")
+    system = _text(source, "name")
+    table = _text(source, "table")
+    schema = source.get("schema") or source.get("db")
+    if schema is not None and not isinstance(schema, str):
+        raise DecodeError(f"'source.schema' must be text, found {_kind(schema)}")
+    position = _position(source)
+    explicit_id = document.get("id", event_id)
+    if explicit_id is not None and not isinstance(explicit_id, str | int):
+        raise DecodeError(f"'id' must be text or a number, found {_kind(explicit_id)}")
+    ts = source.get("ts_ms", document.get("ts_ms"))
+    return ChangeEvent(
+        op=op,
+        before=before,
+        after=after,
+        system=system,
+        schema=schema,
+        table=table,
+        position=position,
+        event_id=str(explicit_id) if explicit_id is not None else f"{system}@{position}",
+        source_ts_ms=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
+        raw=document,
+    )
+
+
+def _row(document: dict[str, Any], field: str) -> dict[str, Any] | None:
+    value = document.get(field)
+    if value is not None and not isinstance(value, dict):
+        raise DecodeError(f"'{field}' must be an object or null, found {_kind(value)}")
+    return value
+
+
+def _text(source: dict[str, Any], field: str) -> str:
+    value = source.get(field)
+    if not isinstance(value, str) or not value:
+        raise DecodeError(f"'source.{field}' must be non-empty text, found {_kind(value)}")
+    return value
+
+
+def _position(source: dict[str, Any]) -> int:
+    for field in ("seq", "lsn"):
+        value = source.get(field)
+        if value is None:
+            continue
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_POSITION:
+            return value
+        raise DecodeError(
+            f"'source.{field}' must be a whole number from 0 to {MAX_POSITION}, found {value!r}"
+        )
+    raise DecodeError("'source.seq' (or Debezium's 'source.lsn') is required: the event's position")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
