@@ -1,0 +1,51 @@
+"""Fixtures: a real ActiveMQ and a real PostgreSQL, started once per test session.
+
+The harness (tests/services.py) starts its own broker (activemq/syncd-broker) and a throwaway
+PostgreSQL cluster on free ports, or uses the services that SYNCD_TEST_BROKER and
+SYNCD_TEST_POSTGRES_URL name. A service that cannot start fails the run: never a silent skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services import Broker, PostgresCluster
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def services_dir() -> Iterator[Path]:
+    # Under /tmp, not pytest's tmp_path: the postgres user must be able to reach the cluster.
+    with tempfile.TemporaryDirectory(prefix="syncd-tests-") as directory:
+        path = Path(directory)
+        path.chmod(0o755)
+        yield path
+
+
+@pytest.fixture(scope="session")
+def broker(services_dir: Path) -> Iterator[Broker]:
+    started = Broker.start(services_dir / "broker")
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="session")
+def postgres(services_dir: Path) -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster.start(services_dir / "postgres")
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty target database of each supported dialect."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'target.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database(f"target_{next(_databases)}")
