@@ -62,7 +62,10 @@ class Publisher:
         """The message that carries ``event``: destination, group and body (``raw`` as JSON)."""
         if body is None:
             body = json.dumps(event.raw, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"JMSXGroupID": self.group_of(event), "content-type": "application/json"}
+        group = self.group_of(event)
+        # ActiveMQ keeps JMSXGroupID to itself (STOMP consumers never see it); syncd-group
+        # carries the same value along, so a dead letter can be replayed into its group.
+        headers = {"JMSXGroupID": group, "syncd-group": group, "content-type": "application/json"}
         return Outgoing(self._config.queue_for(event.system), body, headers)
 
     def group_of(self, event: ChangeEvent) -> str:

@@ -1,0 +1,181 @@
+"""Test helpers that drive syncd the way its users do: config files, a plain STOMP client, and
+``syncd run`` as a subprocess that tests can signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import stomp
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(
+    directory: Path,
+    broker_port: int,
+    database_url: str,
+    mappings_yaml: str,
+    *,
+    dead_letter_queue: str,
+    extra: str = "",
+) -> Path:
+    """A config.yaml and one mapping file in ``directory``; returns the config's path."""
+    (directory / "mappings").mkdir(parents=True, exist_ok=True)
+    (directory / "mappings" / "test.yaml").write_text(mappings_yaml)
+    config = directory / "config.yaml"
+    config.write_text(
+        f"""
+broker:
+  hosts: ["127.0.0.1:{broker_port}"]
+  heartbeat_ms: 2000
+  dead_letter_queue: {dead_letter_queue}
+databases:
+  warehouse: {{url: "{database_url}"}}
+mappings: mappings/
+{extra}
+"""
+    )
+    return config
+
+
+def syncd(
+    *args: str, stdin: str | None = None, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the `syncd` command line to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=REPO,
+    )
+
+
+class Daemon:
+    """``syncd run -c CONFIG`` as a child process, with its stderr kept in a file."""
+
+    def __init__(self, config: Path):
+        self.config = config
+        self.log_path = config.parent / "syncd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Daemon:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "syncd", "run", "-c", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        return self
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM, then wait for the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout_s)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+class StompClient:
+    """A plain stomp.py client, as any outside publisher or operator would use."""
+
+    def __init__(self, port: int):
+        self.conn = stomp.Connection12([("127.0.0.1", port)], auto_decode=False)
+        self._received: list[Received] = []
+        self._arrived = threading.Event()
+        client = self
+
+        class Listener(stomp.ConnectionListener):  # type: ignore[misc]
+            def on_message(self, frame: Any) -> None:
+                client._received.append(Received(dict(frame.headers), frame.body))
+                client._arrived.set()
+
+        self.conn.set_listener("test", Listener())
+        self.conn.connect(wait=True)
+
+    def send(self, destination: str, body: str | bytes, **headers: str) -> None:
+        self.conn.send(
+            destination,
+            body if isinstance(body, bytes) else body.encode(),
+            headers={"persistent": "true", "content-type": "application/json", **headers},
+        )
+
+    def send_events(self, destination: str, events: Iterable[Any], receipt: bool = True) -> None:
+        """One message per item (an event, or a list of events for an array message)."""
+        for item in events:
+            self.send(destination, json.dumps(item))
+        if receipt:
+            self.flush()
+
+    def flush(self) -> None:
+        """Wait until the broker has processed everything sent so far (a receipt)."""
+        done = threading.Event()
+        receipt_id = f"flush-{time.monotonic_ns()}"
+
+        class Waiter(stomp.ConnectionListener):  # type: ignore[misc]
+            def on_receipt(self, frame: Any) -> None:
+                if frame.headers.get("receipt-id") == receipt_id:
+                    done.set()
+
+        self.conn.set_listener("flush", Waiter())
+        self.conn.begin(receipt_id)
+        self.conn.commit(receipt_id, headers={"receipt": receipt_id})
+        assert done.wait(30), "the broker did not confirm the sends"
+        self.conn.remove_listener("flush")
+
+    def drain(self, destination: str, idle_s: float = 1.5) -> list[Received]:
+        """Every message on ``destination`` now (consumed), waiting ``idle_s`` for stragglers."""
+        self._received.clear()
+        sub = f"drain-{time.monotonic_ns()}"
+        self.conn.subscribe(destination, id=sub, ack="auto")
+        while True:
+            self._arrived.clear()
+            if not self._arrived.wait(idle_s):
+                break
+        self.conn.unsubscribe(sub)
+        return list(self._received)
+
+    def close(self) -> None:
+        self.conn.disconnect()
+
+
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -1,0 +1,247 @@
+"""The suite every SQL applier passes, against real databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from syncd.apply.plan import Change, Verdict
+from syncd.apply.sql import SqlApplier
+from syncd.errors import PermanentApplyError
+from syncd.events import ChangeEvent
+from syncd.mapping import ColumnMap, Mapping, OnDelete
+from syncd.routing import Router
+
+SCHEMA = """
+CREATE TABLE dim_customer (customer_id INTEGER PRIMARY KEY, full_name TEXT, email TEXT,
+                           score INTEGER CHECK (score IS NULL OR score >= 0));
+CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT, total NUMERIC, deleted_at TEXT);
+CREATE TABLE pairs (a INTEGER NOT NULL, b TEXT NOT NULL, v TEXT, PRIMARY KEY (a, b));
+"""
+
+
+def mapping(name: str, table: str, **kwargs: Any) -> Mapping:
+    defaults: dict[str, Any] = {
+        "source_system": "crm",
+        "source_table": f"public.{table}",
+        "target_database": "warehouse",
+        "target_table": table,
+        "key": ("id",),
+        "columns": None,
+        "on_delete": OnDelete("delete"),
+        "file": "test.yaml",
+        "line": 1,
+    }
+    defaults.update(kwargs)
+    return Mapping(name=name, **defaults)
+
+
+CUSTOMERS = mapping(
+    "customers",
+    "customers",
+    target_table="dim_customer",
+    columns=(
+        ColumnMap("id", "customer_id", None),
+        ColumnMap("name", "full_name", None),
+        ColumnMap("email", "email", "lower"),
+        ColumnMap("score", "score", None),
+    ),
+)
+ORDERS = mapping("orders", "orders", on_delete=OnDelete("soft", "deleted_at"))
+PAIRS = mapping("pairs", "pairs", key=("a", "b"))
+IGNORED = mapping(
+    "ignored",
+    "customers",
+    target_table="dim_customer",
+    on_delete=OnDelete("ignore"),
+    columns=CUSTOMERS.columns,
+)
+MAPPINGS = [CUSTOMERS, ORDERS, PAIRS]
+
+
+@pytest.fixture
+def applier(target_url: str) -> Any:
+    engine = sa.create_engine(target_url)
+    with engine.begin() as conn:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.exec_driver_sql(statement)
+    engine.dispose()
+    applier = SqlApplier("warehouse", target_url, [*MAPPINGS, IGNORED], "syncd_positions")
+    assert applier.prepare() == []
+    applier.engine_for_tests = sa.create_engine(target_url)  # type: ignore[attr-defined]
+    yield applier
+    applier.engine_for_tests.dispose()  # type: ignore[attr-defined]
+    applier.close()
+
+
+def rows(applier: SqlApplier, table: str) -> list[tuple[Any, ...]]:
+    with applier.engine_for_tests.connect() as conn:  # type: ignore[attr-defined]
+        return [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1, 2")]
+
+
+def changes(target: Mapping, *events: tuple[str, int, dict[str, Any]]) -> list[Change]:
+    router = Router([target])
+    out: list[Change] = []
+    for op, seq, row in events:
+        event = ChangeEvent(
+            op=op,
+            before=row if op == "d" else None,
+            after=None if op == "d" else row,
+            system="crm",
+            schema="public",
+            table=target.source_table.split(".")[1],
+            position=seq,
+            event_id=f"crm@{seq}",
+            source_ts_ms=1764000000000 + seq,
+            raw={},
+        )
+        out += router.changes_for(event)
+    return out
+
+
+def test_creates_updates_and_deletes_land_with_renames_and_transforms(applier: SqlApplier) -> None:
+    verdicts = applier.apply_batch(
+        changes(
+            CUSTOMERS,
+            ("c", 1, {"id": 1, "name": "Ana", "email": "ANA@X.ORG"}),
+            ("c", 2, {"id": 2, "name": "Bo", "email": "bo@x.org"}),
+            ("u", 3, {"id": 1, "name": "Ana L", "email": "Ana@X.org"}),
+            ("d", 4, {"id": 2}),
+        )
+    )
+    assert verdicts == [Verdict.APPLIED] * 4
+    assert rows(applier, "dim_customer") == [(1, "Ana L", "ana@x.org", None)]
+
+
+def test_redelivered_batch_changes_nothing_and_counts_duplicates(applier: SqlApplier) -> None:
+    batch = changes(CUSTOMERS, ("c", 1, {"id": 1, "name": "Ana"}), ("u", 2, {"id": 1, "name": "B"}))
+    applier.apply_batch(batch)
+    # Only the newest position is kept: the first event is now older than the row (stale).
+    assert applier.apply_batch(batch) == [Verdict.STALE, Verdict.DUPLICATE]
+    assert rows(applier, "dim_customer") == [(1, "B", None, None)]
+
+
+def test_stale_replay_after_delete_changes_nothing(applier: SqlApplier) -> None:
+    applier.apply_batch(changes(CUSTOMERS, ("c", 1, {"id": 1, "name": "Ana"})))
+    applier.apply_batch(changes(CUSTOMERS, ("d", 5, {"id": 1})))
+    verdicts = applier.apply_batch(
+        changes(CUSTOMERS, ("c", 1, {"id": 1, "name": "Ana"}), ("u", 3, {"id": 1, "name": "X"}))
+    )
+    assert verdicts == [Verdict.STALE, Verdict.STALE]
+    assert rows(applier, "dim_customer") == []
+
+
+def test_partial_update_keeps_the_columns_it_does_not_carry(applier: SqlApplier) -> None:
+    applier.apply_batch(changes(CUSTOMERS, ("c", 1, {"id": 1, "name": "Ana", "email": "a@x"})))
+    applier.apply_batch(changes(CUSTOMERS, ("u", 2, {"id": 1, "email": "NEW@X"})))
+    assert rows(applier, "dim_customer") == [(1, "Ana", "new@x", None)]
+
+
+def test_soft_delete_stamps_the_row_and_a_new_create_brings_it_back(applier: SqlApplier) -> None:
+    applier.apply_batch(changes(ORDERS, ("c", 1, {"id": 9, "status": "new", "total": 5})))
+    applier.apply_batch(changes(ORDERS, ("d", 2, {"id": 9})))
+    [(_, status, _, deleted_at)] = rows(applier, "orders")
+    assert status == "new" and deleted_at is not None and str(deleted_at).startswith("2025-11-24")
+    applier.apply_batch(changes(ORDERS, ("c", 3, {"id": 9, "status": "again", "total": 6})))
+    assert [(r[0], r[1], r[3]) for r in rows(applier, "orders")] == [(9, "again", None)]
+
+
+def test_ignore_keeps_the_row_but_records_the_position(applier: SqlApplier) -> None:
+    applier.apply_batch(changes(IGNORED, ("c", 1, {"id": 1, "name": "Ana"})))
+    assert applier.apply_batch(changes(IGNORED, ("d", 2, {"id": 1}))) == [Verdict.APPLIED]
+    assert rows(applier, "dim_customer") == [(1, "Ana", None, None)]
+    assert applier.apply_batch(changes(IGNORED, ("u", 1, {"id": 1, "name": "old"}))) == [
+        Verdict.STALE
+    ]
+
+
+def test_composite_keys_upsert_and_delete(applier: SqlApplier) -> None:
+    applier.apply_batch(
+        changes(
+            PAIRS,
+            ("c", 1, {"a": 1, "b": "x", "v": "one"}),
+            ("c", 2, {"a": 1, "b": "y", "v": "two"}),
+            ("u", 3, {"a": 1, "b": "x", "v": "uno"}),
+        )
+    )
+    applier.apply_batch(changes(PAIRS, ("d", 4, {"a": 1, "b": "y"})))
+    assert rows(applier, "pairs") == [(1, "x", "uno")]
+
+
+def test_delete_then_create_in_one_batch_replaces_the_row(applier: SqlApplier) -> None:
+    applier.apply_batch(changes(CUSTOMERS, ("c", 1, {"id": 1, "name": "Ana", "email": "a@x"})))
+    applier.apply_batch(changes(CUSTOMERS, ("d", 2, {"id": 1}), ("c", 3, {"id": 1, "name": "New"})))
+    assert rows(applier, "dim_customer") == [(1, "New", None, None)]
+
+
+def test_key_change_moves_the_row(applier: SqlApplier) -> None:
+    applier.apply_batch(changes(PAIRS, ("c", 1, {"a": 1, "b": "x", "v": "v"})))
+    event = ChangeEvent(
+        "u",
+        {"a": 1, "b": "x"},
+        {"a": 2, "b": "x", "v": "v2"},
+        "crm",
+        "public",
+        "pairs",
+        2,
+        "crm@2",
+        None,
+        {},
+    )
+    applier.apply_batch(Router([PAIRS]).changes_for(event))
+    assert rows(applier, "pairs") == [(2, "x", "v2")]
+
+
+def test_rejected_batch_commits_nothing(applier: SqlApplier) -> None:
+    batch = changes(CUSTOMERS, ("c", 1, {"id": 1, "name": "ok"}), ("c", 2, {"id": 2, "score": -5}))
+    with pytest.raises(PermanentApplyError, match="database warehouse"):
+        applier.apply_batch(batch)
+    assert rows(applier, "dim_customer") == []
+    assert rows(applier, "syncd_positions") == []
+
+
+def test_missing_target_table_and_column_are_reported_before_running(target_url: str) -> None:
+    broken = mapping("broken", "nowhere")
+    renamed = mapping(
+        "renamed", "orders", columns=(ColumnMap("id", "id", None), ColumnMap("x", "nope", None))
+    )
+    engine = sa.create_engine(target_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT)")
+    engine.dispose()
+    applier = SqlApplier("warehouse", target_url, [broken, renamed], "syncd_positions")
+    problems = [str(p) for p in applier.prepare(create=False)]
+    applier.close()
+    assert problems == [
+        "test.yaml:1: mapping broken: target table warehouse.nowhere does not exist; "
+        "create it first",
+        "test.yaml:1: mapping renamed: warehouse.orders has no column nope (it has: id, status); "
+        "fix the mapping's columns or add the column to the table",
+    ]
+
+
+def test_table_without_a_unique_key_is_reported(target_url: str) -> None:
+    engine = sa.create_engine(target_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE loose (id INTEGER, v TEXT)")
+    engine.dispose()
+    applier = SqlApplier("warehouse", target_url, [mapping("loose", "loose")], "syncd_positions")
+    [problem] = applier.prepare(create=False)
+    applier.close()
+    assert "no primary key or unique index on (id)" in str(problem)
+
+
+def test_create_then_soft_delete_in_one_batch_keeps_the_stamped_row(applier: SqlApplier) -> None:
+    applier.apply_batch(
+        changes(ORDERS, ("c", 1, {"id": 5, "status": "new", "total": 1}), ("d", 2, {"id": 5}))
+    )
+    [(key, status, _, deleted_at)] = rows(applier, "orders")
+    assert (key, status) == (5, "new") and deleted_at is not None
+
+
+def test_create_then_ignored_delete_in_one_batch_keeps_the_row(applier: SqlApplier) -> None:
+    applier.apply_batch(changes(IGNORED, ("c", 1, {"id": 1, "name": "Ana"}), ("d", 2, {"id": 1})))
+    assert rows(applier, "dim_customer") == [(1, "Ana", None, None)]
