@@ -87,9 +87,12 @@ class SqlApplier:
                 f"(supported: {', '.join(DIALECTS)})"
             )
         self._dialect = dialect
-        self._engine: Engine = sa.create_engine(url, pool_pre_ping=True, **dialect.engine_options)
+        # No pool_pre_ping: a dead pooled connection fails the first statement, the pool
+        # invalidates it, and the batch is retried as an outage — without a ping per batch.
+        self._engine: Engine = sa.create_engine(url, **dialect.engine_options)
         dialect.configure(self._engine)
         self._positions = positions_table(positions)
+        self._advance_statement = self._advance_positions_statement()
         self._targets: dict[str, Target] = {}
         self._statements: dict[Any, Any] = {}
 
@@ -216,22 +219,27 @@ class SqlApplier:
             }
             for a in actions
         ]
-        table = self._positions
-        for start in range(0, len(rows), _CHUNK):
-            stmt = self._dialect.insert(table).values(rows[start : start + _CHUNK])
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[table.c.mapping, table.c.row_key],
-                set_={
-                    "position": stmt.excluded.position,
-                    "event_id": stmt.excluded.event_id,
-                    "deleted": stmt.excluded.deleted,
-                    "source_ts_ms": stmt.excluded.source_ts_ms,
-                    "applied_at": sa.func.current_timestamp(),
-                },
-                where=table.c.position < stmt.excluded.position,
-            ).returning(table.c.row_key)
-            advanced.update(conn.execute(stmt).scalars())
+        # executemany of one cached statement: SQLAlchemy sends it as multi-row VALUES pages
+        # and gathers RETURNING across them, without compiling SQL for every batch.
+        if rows:
+            advanced.update(conn.execute(self._advance_statement, rows).scalars())
         return advanced
+
+    def _advance_positions_statement(self) -> Any:
+        """Insert a key's position, or move it forward — only where the stored one is older."""
+        table = self._positions
+        stmt = self._dialect.insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c.mapping, table.c.row_key],
+            set_={
+                "position": stmt.excluded.position,
+                "event_id": stmt.excluded.event_id,
+                "deleted": stmt.excluded.deleted,
+                "source_ts_ms": stmt.excluded.source_ts_ms,
+                "applied_at": sa.func.current_timestamp(),
+            },
+            where=table.c.position < stmt.excluded.position,
+        ).returning(table.c.row_key)
 
     def _write_rows(self, conn: Connection, mapping: Mapping, actions: list[KeyAction]) -> None:
         target = self._targets[mapping.name]
@@ -266,6 +274,11 @@ class SqlApplier:
                 if updates
                 else insert.on_conflict_do_nothing(index_elements=list(target.key))
             )
+            # RETURNING makes SQLAlchemy send an executemany of this upsert as multi-row VALUES
+            # pages (it does not for ON CONFLICT without RETURNING): one round trip per page
+            # instead of one per row. Rows are unique per key within a batch, so a page never
+            # touches a row twice.
+            stmt = stmt.returning(target.table.c[target.key[0]])
             self._statements[cache_key] = stmt
         return stmt
 

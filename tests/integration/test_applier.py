@@ -245,3 +245,17 @@ def test_create_then_soft_delete_in_one_batch_keeps_the_stamped_row(applier: Sql
 def test_create_then_ignored_delete_in_one_batch_keeps_the_row(applier: SqlApplier) -> None:
     applier.apply_batch(changes(IGNORED, ("c", 1, {"id": 1, "name": "Ana"}), ("d", 2, {"id": 1})))
     assert rows(applier, "dim_customer") == [(1, "Ana", None, None)]
+
+
+def test_positions_only_move_forward_even_against_a_concurrent_writer(applier: SqlApplier) -> None:
+    # Another consumer (say, one whose connection died mid-batch) advanced the key meanwhile:
+    # the conditional upsert must refuse to move it back, and report the key as not advanced.
+    from syncd.apply.plan import KeyAction
+
+    engine = applier.engine_for_tests  # type: ignore[attr-defined]
+    applier.apply_batch(changes(CUSTOMERS, ("c", 10, {"id": 1, "name": "newer"})))
+    with engine.begin() as conn:
+        older = KeyAction("[1]", {"customer_id": 1}, position=5)
+        newer = KeyAction("[1]", {"customer_id": 1}, position=11)
+        assert applier._advance_positions(conn, CUSTOMERS, [older]) == set()
+        assert applier._advance_positions(conn, CUSTOMERS, [newer]) == {"[1]"}
