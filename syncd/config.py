@@ -38,15 +38,19 @@ DEFAULTS: dict[str, Any] = {
     },
     "databases": {},  # required: NAME: {url, password | password_file}
     "mappings": "mappings/",  # relative to the config file's directory
+    "state_dir": "var/",  # the delivery ledger (crash-loop counts); relative to the config file
     "apply": {
         "batch_max_messages": 100,
         "batch_linger_ms": 20,
         "positions_table": "syncd_positions",
+        "timeout_s": 30.0,  # deadline of one apply: statement timeout in the database, and ours
+        "max_deliveries": 5,  # a message whose processing started this often is dead-lettered
     },
     "retry": {
         "attempts": 5,
         "initial_backoff_ms": 200,
         "max_backoff_ms": 10_000,
+        "max_elapsed_s": 60.0,  # give up retrying a transient failure after this long
     },
     "logging": {
         "level": "info",
@@ -87,6 +91,8 @@ class ApplyConfig:
     batch_max_messages: int
     batch_linger_ms: int
     positions_table: str
+    timeout_s: float
+    max_deliveries: int
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class RetryConfig:
     attempts: int
     initial_backoff_ms: int
     max_backoff_ms: int
+    max_elapsed_s: float
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,7 @@ class Config:
     broker: BrokerConfig
     databases: Mapping[str, DatabaseConfig]  # read-only
     mappings_dir: Path  # absolute
+    state_dir: Path  # absolute
     apply: ApplyConfig
     retry: RetryConfig
     logging: LoggingConfig
@@ -141,11 +149,13 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 
 def _config(r: _Reader, items: dict[str, Node], path: Path) -> Config:
     mappings = r.scalar(items, "", "mappings", _text, DEFAULTS["mappings"])
+    state_dir = r.scalar(items, "", "state_dir", _text, DEFAULTS["state_dir"])
     return Config(
         path=path,
         broker=_broker(r, items),
         databases=MappingProxyType(_databases(r, items.get("databases"))),
         mappings_dir=r.base_dir / Path(mappings).expanduser(),
+        state_dir=r.base_dir / Path(state_dir).expanduser(),
         apply=ApplyConfig(**r.section(items, "apply")),
         retry=_retry(r, items),
         logging=LoggingConfig(**r.section(items, "logging")),
@@ -422,11 +432,14 @@ RULES: dict[str, dict[str, Rule]] = {
         "batch_max_messages": _whole(1, 100_000),
         "batch_linger_ms": _whole(0, 60_000),
         "positions_table": _table_name,
+        "timeout_s": _seconds,
+        "max_deliveries": _whole(2, 1000),
     },
     "retry": {
         "attempts": _whole(1, 1000),
         "initial_backoff_ms": _whole(1),
         "max_backoff_ms": _whole(1),
+        "max_elapsed_s": _seconds,
     },
     "logging": {
         "level": _log_level,

@@ -22,12 +22,13 @@ from typing import Any, Protocol
 
 from syncd.apply import Applier
 from syncd.apply.plan import Change, Verdict
-from syncd.apply.resilient import Interrupted, apply_isolating, retrying
+from syncd.apply.resilient import Interrupted, RetryPolicy, apply_isolating
 from syncd.broker import Message, Outgoing
 from syncd.config import ApplyConfig, RetryConfig
 from syncd.deadletter import ErrorClass, Reason, dead_letter
 from syncd.errors import BrokerUnavailable, DecodeError, MappingApplyError, NoMappingError
 from syncd.events import BadEvent, decode_body
+from syncd.ledger import DeliveryLedger
 from syncd.routing import Router
 from syncd.stats import Stats
 
@@ -72,6 +73,7 @@ class ApplyLoop:
         retry: RetryConfig,
         dead_letter_queue: str,
         stats: Stats,
+        ledger: DeliveryLedger,
     ):
         self._broker = broker
         self._router = router
@@ -80,12 +82,13 @@ class ApplyLoop:
         self._retry = retry
         self._dead_letter_queue = dead_letter_queue
         self._stats = stats
+        self._ledger = ledger
         self._max_delay_s = retry.max_backoff_ms / 1000
         self._reconnect_delay_s = retry.initial_backoff_ms / 1000
 
     def run(self, stopping: threading.Event) -> None:
         """Apply until ``stopping`` is set; the batch in hand is finished first."""
-        policy = retrying(self._retry, stopping)
+        policy = RetryPolicy(self._retry, stopping)
         while not stopping.is_set():
             if not self._broker.connected and not self._reconnect(stopping):
                 continue
@@ -94,7 +97,7 @@ class ApplyLoop:
                 self._stats.maybe_report()
                 continue
             try:
-                self.process(batch, policy, stopping)
+                self.process(batch, policy)
             except Interrupted as exc:
                 log.warning("batch left unacknowledged for redelivery: %s", exc)
             self._stats.maybe_report()
@@ -125,15 +128,66 @@ class ApplyLoop:
         generation = self._broker.generation
         return [m for m in batch if m.generation == generation]
 
-    def process(self, batch: list[Message], policy: Any, stopping: threading.Event) -> None:
-        """Apply one batch and settle each of its messages exactly once."""
+    def process(self, batch: list[Message], policy: RetryPolicy) -> None:
+        """Apply a batch, in arrival order, and settle each of its messages exactly once.
+
+        A redelivered message that was being processed when the daemon last died is a suspect:
+        it is processed alone (so that a death is pinned on it, not on its neighbours) or, past
+        ``apply.max_deliveries``, dead-lettered unprocessed.
+        """
+        redelivered = [m.message_id for m in batch if m.redelivered]
+        suspects = self._ledger.starts(redelivered) if redelivered else {}
+        part: list[Message] = []
+        for message in batch:
+            if message.message_id not in suspects:
+                part.append(message)
+                continue
+            if part:
+                self._process_counted(part, policy)
+                part = []
+            # Its first delivery went unrecorded and unacknowledged, then each recorded start.
+            deaths = suspects[message.message_id] + 1
+            if deaths >= self._settings.max_deliveries:
+                self._dead_letter_crash_loop(message, deaths)
+            else:
+                self._process_counted([message], policy)
+        if part:
+            self._process_counted(part, policy)
+
+    def _process_counted(self, part: list[Message], policy: RetryPolicy) -> None:
+        """Process ``part``, with its redelivered messages counted in the ledger meanwhile."""
+        counted = [m.message_id for m in part if m.redelivered]
+        if counted:
+            self._ledger.begin(counted)
+        try:
+            self._apply_and_settle(part, policy)
+        except Interrupted:
+            self._ledger.end(counted)
+            raise
+        # Not in a `finally`: an exception that kills the daemon must leave its count behind.
+        if counted:
+            self._ledger.end(counted)
+
+    def _dead_letter_crash_loop(self, message: Message, deaths: int) -> None:
+        reason = Reason(
+            ErrorClass.CRASH_LOOP,
+            f"the daemon died {deaths} times while processing this message "
+            f"(apply.max_deliveries is {self._settings.max_deliveries}); "
+            "dead-lettered unprocessed",
+            attempts=deaths,
+        )
+        item = _Pending(message, failures={WHOLE_MESSAGE: reason})
+        self._settle([item])
+        self._ledger.end([message.message_id])
+
+    def _apply_and_settle(self, batch: list[Message], policy: RetryPolicy) -> None:
         pending = [_Pending(message) for message in batch]
         by_database: dict[str, list[Change]] = defaultdict(list)
         for item in pending:
             for change in self._decode_and_route(item):
                 by_database[change.mapping.target_database].append(change)
         for database, changes in by_database.items():
-            results = apply_isolating(self._appliers[database], changes, policy, stopping)
+            results = apply_isolating(self._appliers[database], changes, policy)
             for change, result in zip(changes, results, strict=True):
                 item, index = change.ref
                 if isinstance(result, Reason):

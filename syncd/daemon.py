@@ -13,6 +13,7 @@ from syncd.broker.stomp import StompBroker
 from syncd.config import Config
 from syncd.consumer import ApplyLoop
 from syncd.errors import ConfigError, PermanentApplyError, Problem, TargetUnavailable
+from syncd.ledger import DeliveryLedger
 from syncd.mapping import Mapping, load_mappings
 from syncd.routing import Router
 from syncd.stats import Stats
@@ -35,7 +36,9 @@ def build_appliers(
         if not used:
             continue
         try:
-            applier = SqlApplier(name, database.url, used, config.apply.positions_table)
+            applier = SqlApplier(
+                name, database.url, used, config.apply.positions_table, config.apply.timeout_s
+            )
         except PermanentApplyError as exc:
             problems.append(Problem(str(config.path), None, f"databases.{name}: {exc}"))
             continue
@@ -79,6 +82,7 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
     for system in router.systems:
         broker.subscribe(config.queue_for(system))
     stats = Stats()
+    ledger = DeliveryLedger(config.state_dir / "deliveries.db")
     loop = ApplyLoop(
         broker,
         router,
@@ -87,6 +91,7 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
         config.retry,
         config.broker.dead_letter_queue,
         stats,
+        ledger,
     )
     log.info(
         "syncd running: %d mappings, queues %s",
@@ -101,6 +106,7 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
         broker.close()
         for applier in appliers.values():
             applier.close()
+        ledger.close()
         log.info("syncd stopped: %s", stats.summary())
 
 

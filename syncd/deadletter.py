@@ -23,6 +23,7 @@ class ErrorClass(StrEnum):
     MAPPING = "mapping"  # a mapping could not make a target row of it
     REJECTED = "rejected"  # the target database rejected it permanently
     RETRIES_EXHAUSTED = "retries-exhausted"  # a transient failure that did not pass in time
+    CRASH_LOOP = "crash-loop"  # the daemon died every time it processed this message
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Reason:
     text: str
     mapping: str | None = None
     key: str | None = None
+    attempts: int | None = None  # how often applying it was tried
 
 
 def one_line(text: str, limit: int = 1000) -> str:
@@ -67,4 +69,6 @@ def dead_letter(
         headers["syncd-mapping"] = reason.mapping
     if reason.key:
         headers["syncd-key"] = reason.key
+    if reason.attempts is not None:
+        headers["syncd-attempts"] = str(reason.attempts)
     return Outgoing(queue, body, headers)

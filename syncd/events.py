@@ -61,6 +61,8 @@ def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"message body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # a hostile body must not take the daemon down with it
+        raise DecodeError("message body is JSON nested too deeply to decode") from exc
     if isinstance(document, list):
         if not document:
             raise DecodeError("message body is an empty JSON array: no change event in it")

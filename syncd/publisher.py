@@ -17,6 +17,7 @@ from typing import Any
 import tenacity
 
 from syncd.apply.plan import key_text
+from syncd.backoff import backoff
 from syncd.broker import Outgoing
 from syncd.broker.stomp import StompBroker
 from syncd.config import Config
@@ -105,10 +106,8 @@ class Publisher:
         try:
             for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception_type(BrokerUnavailable),
-                stop=tenacity.stop_after_attempt(retry.attempts),
-                wait=tenacity.wait_exponential_jitter(
-                    initial=retry.initial_backoff_ms / 1000, max=retry.max_backoff_ms / 1000
-                ),
+                stop=tenacity.stop_after_delay(retry.max_elapsed_s),
+                wait=backoff(retry),
                 reraise=True,
             ):
                 with attempt:
@@ -117,8 +116,8 @@ class Publisher:
                     self._broker.send_confirmed(chunk)
         except BrokerUnavailable as exc:
             raise PublishError(
-                f"the broker did not confirm {len(chunk)} events after {retry.attempts} "
-                f"attempts: {exc}",
+                f"the broker did not confirm {len(chunk)} events within "
+                f"{retry.max_elapsed_s:g} s (retry.max_elapsed_s): {exc}",
                 confirmed,
             ) from exc
         return len(chunk)

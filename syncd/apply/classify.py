@@ -46,6 +46,7 @@ _SQLITE_TRANSIENT = {
     5,  # SQLITE_BUSY: another connection holds the lock
     6,  # SQLITE_LOCKED
     7,  # SQLITE_NOMEM
+    9,  # SQLITE_INTERRUPT: syncd's own apply deadline interrupted the statement
     10,  # SQLITE_IOERR
     13,  # SQLITE_FULL
     15,  # SQLITE_PROTOCOL

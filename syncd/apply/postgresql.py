@@ -1,24 +1,43 @@
-"""PostgreSQL specifics: INSERT … ON CONFLICT, and SQLSTATE-based error classification."""
+"""PostgreSQL specifics: INSERT … ON CONFLICT, timeouts, and SQLSTATE-based classification."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import psycopg2
+from sqlalchemy import create_engine
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
 from syncd.apply.classify import Failure, classify_postgresql
 
-__all__ = ["classify", "configure", "engine_options", "insert"]
-
-# psycopg2 sends an executemany of INSERTs as multi-row VALUES pages ("insertmanyvalues"):
-# one round trip per 1000 rows rather than one per row.
-engine_options: dict[str, Any] = {"insertmanyvalues_page_size": 1000}
+__all__ = ["cancel", "classify", "engine", "insert"]
 
 
-def configure(engine: Engine) -> None:
-    """Nothing to set per connection yet (statement timeouts arrive with the failure work)."""
+def engine(url: str, timeout_s: float) -> Engine:
+    timeout_ms = max(1, round(timeout_s * 1000))
+    return create_engine(
+        url,
+        # psycopg2 sends an executemany of INSERTs as multi-row VALUES pages
+        # ("insertmanyvalues"): one round trip per 1000 rows rather than one per row.
+        insertmanyvalues_page_size=1000,
+        connect_args={
+            # The server ends any statement — a lock wait included — past the apply deadline,
+            # so a hung statement cannot wedge the daemon; the batch is then retried.
+            "options": f"-c statement_timeout={timeout_ms}",
+            # A server that does not answer at all is given up on after the same deadline.
+            "connect_timeout": max(1, round(timeout_s)),
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        },
+    )
+
+
+def cancel(dbapi_connection: Any) -> None:
+    """Cancel the statement running on ``dbapi_connection`` (from another thread)."""
+    dbapi_connection.cancel()
 
 
 def classify(error: BaseException) -> Failure:

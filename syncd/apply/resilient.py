@@ -1,91 +1,137 @@
 """Retries and poison isolation around an ``Applier``.
 
-Transient failures are retried with exponential backoff and jitter (tenacity); an outage of the
-target is waited out however long it lasts, because no event is to blame for it. A batch the
-target rejects is split in halves until the events it rejects are found: those alone fail, the
-rest commit. Halves are applied in order, so a key's changes still land oldest first.
+Transient failures (deadlock, serialization, lock or statement timeout) are retried with
+exponential backoff and jitter (tenacity), at most ``retry.attempts`` times and for at most
+``retry.max_elapsed_s``. An outage of the target is different: no event is to blame for it, so
+it is waited out however long it lasts (until shutdown), and counts against no limit.
+
+A batch that fails for good is split in halves until the events at fault are found: those alone
+fail, the rest commit. Halves are applied in order, so a key's changes still land oldest first.
+After a batch ran out of retries, its halves get one try each (plus outage waits): the retries
+were spent on the whole, and a lock held on one row must not cost every half the full budget.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import tenacity
 
 from syncd.apply import Applier
 from syncd.apply.plan import Change, Verdict
+from syncd.backoff import backoff
 from syncd.config import RetryConfig
 from syncd.deadletter import ErrorClass, Reason
 from syncd.errors import PermanentApplyError, SyncdError, TargetOutage, TargetUnavailable
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class Interrupted(SyncdError):
     """Shutdown was asked for while waiting out a failure; the batch is left unacknowledged."""
 
 
-def retrying(retry: RetryConfig, stopping: threading.Event) -> tenacity.Retrying:
-    """The retry policy: outages wait forever (until shutdown), other transients ``attempts``."""
+class RetriesExhausted(SyncdError):
+    """A transient failure outlasted the retry limits; ``attempts`` tries were made."""
 
-    def stop(state: tenacity.RetryCallState) -> bool:
-        if stopping.is_set():
-            return True
-        error = state.outcome.exception() if state.outcome else None
-        return not isinstance(error, TargetOutage) and state.attempt_number >= retry.attempts
+    def __init__(self, error: TargetUnavailable, attempts: int):
+        self.attempts = attempts
+        super().__init__(f"{error} (gave up after {attempts} attempts)")
 
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        log.warning(
-            "apply failed, retrying in %.1f s: attempt=%d error=%s",
-            state.upcoming_sleep,
-            state.attempt_number,
-            error,
+
+class RetryPolicy:
+    """Runs a call under the retry limits; a shutdown request ends every wait at once."""
+
+    def __init__(self, retry: RetryConfig, stopping: threading.Event, attempts: int | None = None):
+        self._retry = retry
+        self._stopping = stopping
+        self._attempts = attempts if attempts is not None else retry.attempts
+
+    def single_attempt(self) -> RetryPolicy:
+        """The same policy with one try for transient failures (outages are still waited out)."""
+        return RetryPolicy(self._retry, self._stopping, attempts=1)
+
+    def call(self, function: Callable[[], T]) -> T:
+        """``function()``, retried; raises ``Interrupted``, ``RetriesExhausted`` or its error."""
+        transient_failures = 0
+        first_failure_at = 0.0
+
+        def give_up(state: tenacity.RetryCallState) -> bool:
+            nonlocal transient_failures, first_failure_at
+            if self._stopping.is_set():
+                return True
+            if isinstance(state.outcome.exception() if state.outcome else None, TargetOutage):
+                return False  # an outage blames no event: wait, however long
+            transient_failures += 1
+            first_failure_at = first_failure_at or time.monotonic()
+            elapsed_s = time.monotonic() - first_failure_at
+            return transient_failures >= self._attempts or elapsed_s >= self._retry.max_elapsed_s
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            kind = "target unavailable" if isinstance(error, TargetOutage) else "apply failed"
+            log.warning(
+                "%s, retrying in %.1f s: attempt=%d error=%s",
+                kind,
+                state.upcoming_sleep,
+                state.attempt_number,
+                error,
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TargetUnavailable),
+            stop=give_up,
+            wait=backoff(self._retry),
+            sleep=self._stopping.wait,  # type: ignore[arg-type]  # shutdown cuts a backoff short
+            before_sleep=before_sleep,
+            reraise=True,
         )
-
-    return tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TargetUnavailable),
-        stop=stop,
-        wait=tenacity.wait_exponential_jitter(
-            initial=retry.initial_backoff_ms / 1000, max=retry.max_backoff_ms / 1000
-        ),
-        sleep=stopping.wait,  # type: ignore[arg-type]  # a shutdown cuts a backoff short
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+        try:
+            return retrying(function)
+        except TargetUnavailable as exc:
+            if self._stopping.is_set() or isinstance(exc, TargetOutage):
+                raise Interrupted(str(exc)) from exc
+            raise RetriesExhausted(exc, transient_failures) from exc
 
 
 def apply_isolating(
-    applier: Applier,
-    changes: Sequence[Change],
-    policy: tenacity.Retrying,
-    stopping: threading.Event,
+    applier: Applier, changes: Sequence[Change], policy: RetryPolicy
 ) -> list[Verdict | Reason]:
     """Apply ``changes``; a verdict for each that committed, a ``Reason`` for each that cannot."""
 
-    def attempt(lo: int, hi: int) -> list[Verdict | Reason]:
+    def attempt(part: Sequence[Change], policy: RetryPolicy, tries: int) -> list[Verdict | Reason]:
+        """``tries``: how often these changes were already tried as part of a larger batch."""
         try:
-            return list(policy(applier.apply_batch, changes[lo:hi]))
+            return list[Verdict | Reason](policy.call(lambda: applier.apply_batch(part)))
         except PermanentApplyError as exc:
-            failure = Reason(ErrorClass.REJECTED, str(exc))
-        except TargetUnavailable as exc:
-            if stopping.is_set() or isinstance(exc, TargetOutage):
-                raise Interrupted(str(exc)) from exc
-            failure = Reason(ErrorClass.RETRIES_EXHAUSTED, f"{exc} (gave up after retries)")
-        if hi - lo == 1:
-            change = changes[lo]
-            return [
-                Reason(
-                    failure.error_class,
-                    f"mapping {change.mapping.name} ({change.mapping.target_database}."
-                    f"{change.mapping.target_table}) key {change.key}: {failure.text}",
-                    change.mapping.name,
-                    change.key,
-                )
-            ]
-        middle = (lo + hi) // 2
-        return attempt(lo, middle) + attempt(middle, hi)
+            tries += 1
+            failure = Reason(ErrorClass.REJECTED, str(exc), attempts=tries)
+        except RetriesExhausted as exc:
+            tries += exc.attempts
+            failure = Reason(ErrorClass.RETRIES_EXHAUSTED, str(exc), attempts=tries)
+            policy = policy.single_attempt()
+        if len(part) == 1:
+            return [_blame(part[0], failure)]
+        middle = len(part) // 2
+        return attempt(part[:middle], policy, tries) + attempt(part[middle:], policy, tries)
 
-    return attempt(0, len(changes)) if changes else []
+    return attempt(changes, policy, 0) if changes else []
+
+
+def _blame(change: Change, failure: Reason) -> Reason:
+    """The failure, told about the one change that caused it."""
+    mapping = change.mapping
+    return Reason(
+        failure.error_class,
+        f"mapping {mapping.name} ({mapping.target_database}.{mapping.target_table}) "
+        f"key {change.key}: {failure.text}",
+        mapping.name,
+        change.key,
+        failure.attempts,
+    )

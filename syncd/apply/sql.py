@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -73,7 +74,14 @@ def split_table_name(name: str) -> tuple[str | None, str]:
 class SqlApplier:
     """Applies batches to one target database (PostgreSQL or SQLite)."""
 
-    def __init__(self, name: str, url: str, mappings: Sequence[Mapping], positions: str):
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        mappings: Sequence[Mapping],
+        positions: str,
+        timeout_s: float = 30.0,
+    ):
         self.name = name
         self._mappings = list(mappings)
         try:
@@ -89,8 +97,8 @@ class SqlApplier:
         self._dialect = dialect
         # No pool_pre_ping: a dead pooled connection fails the first statement, the pool
         # invalidates it, and the batch is retried as an outage — without a ping per batch.
-        self._engine: Engine = sa.create_engine(url, **dialect.engine_options)
-        dialect.configure(self._engine)
+        self._engine: Engine = dialect.engine(url, timeout_s)
+        self._timeout_s = timeout_s
         self._positions = positions_table(positions)
         self._advance_statement = self._advance_positions_statement()
         self._targets: dict[str, Target] = {}
@@ -170,7 +178,7 @@ class SqlApplier:
         by_mapping: dict[str, list[int]] = defaultdict(list)
         for i, change in enumerate(changes):
             by_mapping[change.mapping.name].append(i)
-        with self._translated(), self._engine.begin() as conn:
+        with self._translated(), self._engine.begin() as conn, self._deadline(conn):
             for indexes in by_mapping.values():
                 subset = [changes[i] for i in indexes]
                 for i, verdict in zip(indexes, self._apply_mapping(conn, subset), strict=True):
@@ -306,6 +314,29 @@ class SqlApplier:
             )
 
     # -- edges ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _deadline(self, conn: Connection) -> Iterator[None]:
+        """Cancel the running statement once the batch outlives ``timeout_s``.
+
+        The database enforces the same limit per statement; this also covers a batch of many
+        statements, or a server that stopped answering. The cancelled batch is retried.
+        """
+        dbapi_connection = conn.connection.dbapi_connection
+        timer = threading.Timer(self._timeout_s, self._cancel, (dbapi_connection,))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def _cancel(self, dbapi_connection: Any) -> None:
+        log.warning("database %s: apply exceeded %.1f s, cancelling it", self.name, self._timeout_s)
+        try:
+            self._dialect.cancel(dbapi_connection)
+        except Exception as exc:  # a failed cancel must not kill the timer thread
+            log.warning("database %s: cancelling failed: %s", self.name, exc)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:

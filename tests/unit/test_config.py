@@ -496,7 +496,7 @@ def test_unknown_top_level_key_suggests_the_close_name(tmp_path: Path) -> None:
 
     assert found == [
         "config.yaml:3: brokr: unknown key; did you mean 'broker'? "
-        "(allowed: broker, databases, mappings, apply, retry, logging)"
+        "(allowed: broker, databases, mappings, state_dir, apply, retry, logging)"
     ]
 
 
@@ -612,7 +612,7 @@ def test_section_that_is_not_a_mapping_is_reported(tmp_path: Path) -> None:
 
     assert found == [
         "config.yaml:3: retry: expected a mapping of settings "
-        "(attempts, initial_backoff_ms, max_backoff_ms), found 3"
+        "(attempts, initial_backoff_ms, max_backoff_ms, max_elapsed_s), found 3"
     ]
 
 

@@ -100,3 +100,8 @@ def test_bad_event_is_a_decode_error_saying_what_is_wrong(document: object, mess
 
 def test_digit_string_position_is_accepted() -> None:
     assert decode_event(event(source={**SOURCE, "seq": "17"})).position == 17
+
+
+def test_json_nested_too_deeply_is_a_decode_error_not_a_crash() -> None:
+    with pytest.raises(DecodeError, match="nested too deeply"):
+        decode_body(b"[" * 100_000 + b"]" * 100_000)
