@@ -37,6 +37,16 @@ log = logging.getLogger(__name__)
 WHOLE_MESSAGE = -1  # the failure index of a message that could not be decoded at all
 
 
+class Progress(Protocol):
+    """Where the loop reports that it is alive and what it is doing (systemd's notify socket)."""
+
+    def ready(self, status: str) -> None: ...
+
+    def status(self, text: str) -> None: ...
+
+    def alive(self) -> None: ...
+
+
 class Broker(Protocol):
     """What the loop needs of a broker connection (``syncd.broker.stomp.StompBroker``)."""
 
@@ -74,6 +84,7 @@ class ApplyLoop:
         dead_letter_queue: str,
         stats: Stats,
         ledger: DeliveryLedger,
+        progress: Progress,
     ):
         self._broker = broker
         self._router = router
@@ -83,15 +94,20 @@ class ApplyLoop:
         self._dead_letter_queue = dead_letter_queue
         self._stats = stats
         self._ledger = ledger
+        self._progress = progress
+        self._ready = False
+        self._status_at = 0.0
         self._max_delay_s = retry.max_backoff_ms / 1000
         self._reconnect_delay_s = retry.initial_backoff_ms / 1000
 
     def run(self, stopping: threading.Event) -> None:
         """Apply until ``stopping`` is set; the batch in hand is finished first."""
-        policy = RetryPolicy(self._retry, stopping)
+        policy = RetryPolicy(self._retry, stopping, waiting=self._waiting)
         while not stopping.is_set():
             if not self._broker.connected and not self._reconnect(stopping):
                 continue
+            self._progress.alive()
+            self._report_status()
             batch = self._take_batch()
             if not batch:
                 self._stats.maybe_report()
@@ -108,11 +124,32 @@ class ApplyLoop:
             self._broker.connect()
         except BrokerUnavailable as exc:
             log.warning("broker unavailable, retrying in %.1f s: %s", self._reconnect_delay_s, exc)
+            self._waiting(f"waiting for the broker: {exc}")
             stopping.wait(self._reconnect_delay_s)
             self._reconnect_delay_s = min(2 * self._reconnect_delay_s, self._max_delay_s)
             return False
         self._reconnect_delay_s = self._retry.initial_backoff_ms / 1000
+        if not self._ready:  # connected and subscribed: ready to apply
+            self._ready = True
+            self._progress.ready(self._status_line())
         return True
+
+    def _waiting(self, status: str) -> None:
+        """Waiting out an outage is not being wedged: keep the watchdog fed, say what for."""
+        self._progress.alive()
+        self._progress.status(status)
+
+    def _report_status(self) -> None:
+        if time.monotonic() - self._status_at >= 2.0:
+            self._status_at = time.monotonic()
+            self._progress.status(self._status_line())
+
+    def _status_line(self) -> str:
+        lag = self._stats.lag_s()
+        return (
+            f"applying: {self._router.mapping_count} mappings, {self._stats.rate():.0f} ev/s, "
+            + (f"lag {lag:.1f} s" if lag is not None else "nothing applied yet")
+        )
 
     def _take_batch(self) -> list[Message]:
         first = self._broker.receive(0.5)
@@ -193,7 +230,7 @@ class ApplyLoop:
                 if isinstance(result, Reason):
                     item.failures.setdefault(index, result)
                 else:
-                    self._stats.count(change.mapping.name, result)
+                    self._stats.count(change.mapping.name, result, change.event.source_ts_ms)
         self._settle(pending)
 
     def _decode_and_route(self, item: _Pending) -> list[Change]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from syncd.consumer import ApplyLoop
 from syncd.errors import ConfigError, PermanentApplyError, Problem, TargetUnavailable
 from syncd.ledger import DeliveryLedger
 from syncd.mapping import Mapping, load_mappings
+from syncd.notify import Notifier
 from syncd.routing import Router
 from syncd.stats import Stats
 
@@ -55,7 +57,7 @@ def build_appliers(
 
 
 def _wait_for_targets(
-    config: Config, mappings: Sequence[Mapping], stopping: threading.Event
+    config: Config, mappings: Sequence[Mapping], stopping: threading.Event, notifier: Notifier
 ) -> dict[str, SqlApplier] | None:
     """Build the appliers, waiting out databases that are not up yet (a boot-order race)."""
     delay_s = config.retry.initial_backoff_ms / 1000
@@ -64,6 +66,8 @@ def _wait_for_targets(
             return build_appliers(config, mappings)
         except TargetUnavailable as exc:
             log.warning("target database unavailable, retrying in %.1f s: %s", delay_s, exc)
+            notifier.status(f"waiting for the target database: {exc}")
+            notifier.alive()
             stopping.wait(delay_s)
             delay_s = min(delay_s * 2, config.retry.max_backoff_ms / 1000)
     return None
@@ -72,17 +76,19 @@ def _wait_for_targets(
 def run(config: Config, stopping: threading.Event | None = None) -> None:
     """Run until SIGTERM or SIGINT (or ``stopping`` is set). Raises ``ConfigError`` early."""
     stopping = stopping or threading.Event()
+    notifier = Notifier()
     mappings = load_mappings(config.mappings_dir, list(config.databases))
+    ledger = DeliveryLedger(config.state_dir / "deliveries.db")
     _install_signal_handlers(stopping)
-    appliers = _wait_for_targets(config, mappings, stopping)
+    appliers = _wait_for_targets(config, mappings, stopping, notifier)
     if appliers is None:
+        ledger.close()
         return
     router = Router(mappings, lambda m: appliers[m.target_database].target_columns(m))
     broker = StompBroker(config.broker)
     for system in router.systems:
         broker.subscribe(config.queue_for(system))
     stats = Stats()
-    ledger = DeliveryLedger(config.state_dir / "deliveries.db")
     loop = ApplyLoop(
         broker,
         router,
@@ -92,6 +98,7 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
         config.broker.dead_letter_queue,
         stats,
         ledger,
+        notifier,
     )
     log.info(
         "syncd running: %d mappings, queues %s",
@@ -99,10 +106,11 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
         ", ".join(config.queue_for(s) for s in router.systems),
     )
     try:
-        loop.run(stopping)
+        _supervise(loop, stopping, notifier)
     finally:
-        # Shutdown order: the loop has finished and settled its batch; disconnecting returns
-        # whatever was delivered but not yet taken to the broker; then the databases close.
+        # Shutdown order: the loop has finished and settled the batch in hand; disconnecting
+        # returns whatever was delivered but not yet taken to the broker (it is redelivered);
+        # then the databases and the ledger close.
         broker.close()
         for applier in appliers.values():
             applier.close()
@@ -110,11 +118,45 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
         log.info("syncd stopped: %s", stats.summary())
 
 
+def _supervise(loop: ApplyLoop, stopping: threading.Event, notifier: Notifier) -> None:
+    """Run the apply loop in its own thread; this (main) thread stays free for signals.
+
+    A thread blocked in a database driver's C code cannot run Python signal handlers, so the
+    loop must not run on the main thread: here a second SIGTERM exits at once even while a
+    statement hangs, and systemd hears STOPPING=1 as soon as the first one arrives.
+    """
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            loop.run(stopping)
+        except BaseException as exc:  # handed to the main thread, which dies of it
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="apply-loop")
+    worker.start()
+    told = False
+    while worker.is_alive():
+        worker.join(0.2)
+        if stopping.is_set() and not told:
+            told = True
+            log.info("stop requested: finishing the batch in hand")
+            notifier.stopping()
+    if failure:
+        raise failure[0]
+    if not told:
+        notifier.stopping()
+
+
 def _install_signal_handlers(stopping: threading.Event) -> None:
-    """Signals only set the flag; the loop finishes its batch and returns."""
+    """Signals only set the flag; the loop finishes its batch and returns.
+
+    A second SIGTERM or SIGINT exits at once: what was not acknowledged is redelivered.
+    """
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping after the batch in hand", signal.Signals(signum).name)
+        if stopping.is_set():
+            os._exit(128 + signum)
         stopping.set()
 
     if threading.current_thread() is threading.main_thread():

@@ -27,6 +27,10 @@ class Router:
         self._cache: dict[tuple[str, str | None, str], list[Mapping]] = {}
 
     @property
+    def mapping_count(self) -> int:
+        return sum(len(mappings) for mappings in self._by_system.values())
+
+    @property
     def systems(self) -> list[str]:
         return sorted(self._by_system)
 

@@ -23,10 +23,32 @@ class Stats:
         self._report_every_s = report_every_s
         self._last_report = time.monotonic()
         self._reported_total = 0
+        self.source_ts_ms: dict[str, int] = {}  # per mapping: source time of the newest applied
+        self._rate_mark = (time.monotonic(), 0)
 
-    def count(self, mapping: str, verdict: Verdict) -> None:
+    def count(self, mapping: str, verdict: Verdict, source_ts_ms: int | None = None) -> None:
         with self._lock:
             self.verdicts[mapping, verdict] += 1
+            if verdict is Verdict.APPLIED and source_ts_ms is not None:
+                newest = self.source_ts_ms.get(mapping, 0)
+                self.source_ts_ms[mapping] = max(newest, source_ts_ms)
+
+    def lag_s(self) -> float | None:
+        """How far behind its source the most lagging mapping is: now minus the source time of
+        its newest applied event (None before any event with a source time was applied)."""
+        with self._lock:
+            if not self.source_ts_ms:
+                return None
+            return max(0.0, time.time() - min(self.source_ts_ms.values()) / 1000)
+
+    def rate(self) -> float:
+        """Events handled per second since the previous call."""
+        now = time.monotonic()
+        with self._lock:
+            total = sum(self.verdicts.values()) + sum(self.dead_letters.values())
+        then, before = self._rate_mark
+        self._rate_mark = (now, total)
+        return (total - before) / (now - then) if now > then else 0.0
 
     def dead_lettered(self, reason: Reason) -> None:
         with self._lock:

@@ -48,14 +48,30 @@ class RetriesExhausted(SyncdError):
 class RetryPolicy:
     """Runs a call under the retry limits; a shutdown request ends every wait at once."""
 
-    def __init__(self, retry: RetryConfig, stopping: threading.Event, attempts: int | None = None):
+    def __init__(
+        self,
+        retry: RetryConfig,
+        stopping: threading.Event,
+        attempts: int | None = None,
+        waiting: Callable[[str], None] = lambda _status: None,
+    ):
+        """``waiting(status)`` is called about every second of a backoff: waiting is not
+        being wedged (it keeps a watchdog fed), and says what is being waited for."""
         self._retry = retry
         self._stopping = stopping
         self._attempts = attempts if attempts is not None else retry.attempts
+        self._waiting = waiting
+        self._status = ""
 
     def single_attempt(self) -> RetryPolicy:
         """The same policy with one try for transient failures (outages are still waited out)."""
-        return RetryPolicy(self._retry, self._stopping, attempts=1)
+        return RetryPolicy(self._retry, self._stopping, 1, self._waiting)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._waiting(self._status)
+            self._stopping.wait(min(left, 1.0))  # a shutdown cuts a backoff short
 
     def call(self, function: Callable[[], T]) -> T:
         """``function()``, retried; raises ``Interrupted``, ``RetriesExhausted`` or its error."""
@@ -76,6 +92,7 @@ class RetryPolicy:
         def before_sleep(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             kind = "target unavailable" if isinstance(error, TargetOutage) else "apply failed"
+            self._status = f"{kind}, retrying: {error}"
             log.warning(
                 "%s, retrying in %.1f s: attempt=%d error=%s",
                 kind,
@@ -88,7 +105,7 @@ class RetryPolicy:
             retry=tenacity.retry_if_exception_type(TargetUnavailable),
             stop=give_up,
             wait=backoff(self._retry),
-            sleep=self._stopping.wait,  # type: ignore[arg-type]  # shutdown cuts a backoff short
+            sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
