@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -85,6 +86,7 @@ class ApplyLoop:
         stats: Stats,
         ledger: DeliveryLedger,
         progress: Progress,
+        between_batches: Callable[[], None] = lambda: None,
     ):
         self._broker = broker
         self._router = router
@@ -95,6 +97,7 @@ class ApplyLoop:
         self._stats = stats
         self._ledger = ledger
         self._progress = progress
+        self._between_batches = between_batches
         self._ready = False
         self._status_at = 0.0
         self._max_delay_s = retry.max_backoff_ms / 1000
@@ -108,6 +111,7 @@ class ApplyLoop:
                 continue
             self._progress.alive()
             self._report_status()
+            self._between_batches()
             batch = self._take_batch()
             if not batch:
                 self._stats.maybe_report()
@@ -117,6 +121,10 @@ class ApplyLoop:
             except Interrupted as exc:
                 log.warning("batch left unacknowledged for redelivery: %s", exc)
             self._stats.maybe_report()
+
+    def swap(self, router: Router, appliers: dict[str, Applier], settings: ApplyConfig) -> None:
+        """Take new mappings and targets (a reload); call only between batches."""
+        self._router, self._appliers, self._settings = router, appliers, settings
 
     def _reconnect(self, stopping: threading.Event) -> bool:
         """Connect (hosts in order) and resubscribe; on failure wait, with capped backoff."""

@@ -11,7 +11,7 @@ from types import FrameType
 
 from syncd.apply.sql import SqlApplier
 from syncd.broker.stomp import StompBroker
-from syncd.config import Config
+from syncd.config import Config, load_config
 from syncd.consumer import ApplyLoop
 from syncd.errors import ConfigError, PermanentApplyError, Problem, TargetUnavailable
 from syncd.ledger import DeliveryLedger
@@ -73,13 +73,74 @@ def _wait_for_targets(
     return None
 
 
+class Reloader:
+    """SIGHUP: re-read config.yaml and the mappings; if valid, swap them in between batches.
+
+    If anything is wrong the daemon keeps running on what it had, and says so: every problem
+    in the log with its file and line (as `syncd check` prints them), and in systemd's STATUS.
+    Broker settings take effect at the next restart.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        appliers: dict[str, SqlApplier],
+        broker: StompBroker,
+        notifier: Notifier,
+    ):
+        self.config = config
+        self.appliers = appliers
+        self.requested = threading.Event()
+        self._broker = broker
+        self._notifier = notifier
+
+    def __call__(self, loop: ApplyLoop) -> None:
+        if not self.requested.is_set():
+            return
+        self.requested.clear()
+        log.info("reload requested: reading %s", self.config.path)
+        try:
+            config = load_config(self.config.path)
+            mappings = load_mappings(config.mappings_dir, list(config.databases))
+            appliers = build_appliers(config, mappings)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload failed: %s", problem)
+            self._notifier.status(
+                f"reload failed ({len(exc.problems)} problems, see the journal); "
+                "running on the previous configuration"
+            )
+            return
+        except TargetUnavailable as exc:
+            log.error("reload failed: %s; running on the previous configuration", exc)
+            self._notifier.status(f"reload failed: {exc}")
+            return
+        if config.broker != self.config.broker:
+            log.warning("reload: broker settings changed; they take effect at the next restart")
+        router = Router(mappings, lambda m: appliers[m.target_database].target_columns(m))
+        loop.swap(router, dict(appliers), config.apply)
+        self._resubscribe({config.queue_for(s) for s in router.systems})
+        old, self.appliers, self.config = self.appliers, appliers, config
+        for applier in old.values():
+            applier.close()
+        log.info("reloaded: %d mappings from %s", len(mappings), config.mappings_dir)
+
+    def _resubscribe(self, wanted: set[str]) -> None:
+        current = set(self._broker.destinations)
+        for destination in sorted(wanted - current):
+            self._broker.subscribe(destination)
+        for destination in sorted(current - wanted):
+            self._broker.unsubscribe(destination)
+
+
 def run(config: Config, stopping: threading.Event | None = None) -> None:
     """Run until SIGTERM or SIGINT (or ``stopping`` is set). Raises ``ConfigError`` early."""
     stopping = stopping or threading.Event()
     notifier = Notifier()
     mappings = load_mappings(config.mappings_dir, list(config.databases))
     ledger = DeliveryLedger(config.state_dir / "deliveries.db")
-    _install_signal_handlers(stopping)
+    reload_early = threading.Event()  # a SIGHUP before the loop runs: nothing to reload yet
+    _install_signal_handlers(stopping, reload_early)
     appliers = _wait_for_targets(config, mappings, stopping, notifier)
     if appliers is None:
         ledger.close()
@@ -88,6 +149,10 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
     broker = StompBroker(config.broker)
     for system in router.systems:
         broker.subscribe(config.queue_for(system))
+    reloader = Reloader(config, appliers, broker, notifier)
+    if reload_early.is_set():
+        reloader.requested.set()
+    _install_signal_handlers(stopping, reloader.requested)
     stats = Stats()
     loop = ApplyLoop(
         broker,
@@ -99,6 +164,7 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
         stats,
         ledger,
         notifier,
+        between_batches=lambda: reloader(loop),
     )
     log.info(
         "syncd running: %d mappings, queues %s",
@@ -112,7 +178,7 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
         # returns whatever was delivered but not yet taken to the broker (it is redelivered);
         # then the databases and the ledger close.
         broker.close()
-        for applier in appliers.values():
+        for applier in reloader.appliers.values():
             applier.close()
         ledger.close()
         log.info("syncd stopped: %s", stats.summary())
@@ -148,10 +214,11 @@ def _supervise(loop: ApplyLoop, stopping: threading.Event, notifier: Notifier) -
         notifier.stopping()
 
 
-def _install_signal_handlers(stopping: threading.Event) -> None:
-    """Signals only set the flag; the loop finishes its batch and returns.
+def _install_signal_handlers(stopping: threading.Event, reload: threading.Event) -> None:
+    """Signals only set flags; the loop acts on them between batches.
 
-    A second SIGTERM or SIGINT exits at once: what was not acknowledged is redelivered.
+    SIGTERM/SIGINT: finish the batch in hand, then stop; a second one exits at once (what was
+    not acknowledged is redelivered). SIGHUP: reload config.yaml and the mappings.
     """
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -159,9 +226,13 @@ def _install_signal_handlers(stopping: threading.Event) -> None:
             os._exit(128 + signum)
         stopping.set()
 
+    def request_reload(_signum: int, _frame: FrameType | None) -> None:
+        reload.set()
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGHUP, request_reload)
 
 
 __all__ = ["build_appliers", "run"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +77,7 @@ class StompBroker:
         self._generation = 0
         self._connected = False
         self._subscriptions: dict[str, str] = {}
+        self._subscription_count = 0
         self._inbox: queue.Queue[Message] = queue.Queue()
         self._receipts: dict[str, threading.Event] = {}
         self._failed_receipts: set[str] = set()
@@ -155,9 +157,25 @@ class StompBroker:
 
     def subscribe(self, destination: str) -> None:
         """Subscribe with cumulative client acks; remembered for reconnects."""
-        self._subscriptions[destination] = f"sub-{len(self._subscriptions) + 1}"
+        self._subscription_count += 1
+        self._subscriptions[destination] = f"sub-{self._subscription_count}"
         if self._connected:
             self._subscribe(destination)
+
+    def unsubscribe(self, destination: str) -> None:
+        """Stop consuming ``destination``; what it delivered but we did not settle goes back."""
+        subscription = self._subscriptions.pop(destination, None)
+        if subscription is None or not self._connected:
+            return
+        try:
+            self._conn.unsubscribe(id=subscription)
+        except _STOMP_ERRORS as exc:
+            self._connected = False
+            raise BrokerUnavailable(f"cannot unsubscribe from {destination}: {exc}") from exc
+
+    @property
+    def destinations(self) -> list[str]:
+        return list(self._subscriptions)
 
     def _subscribe(self, destination: str) -> None:
         try:
@@ -172,11 +190,20 @@ class StompBroker:
             raise BrokerUnavailable(f"cannot subscribe to {destination}: {exc}") from exc
 
     def receive(self, timeout_s: float) -> Message | None:
-        """The next delivered message, waiting up to ``timeout_s``; None if none came."""
-        try:
-            return self._inbox.get(timeout=timeout_s) if timeout_s > 0 else self._inbox.get_nowait()
-        except queue.Empty:
-            return None
+        """The next delivered message, waiting up to ``timeout_s``; None if none came.
+
+        Messages of a destination unsubscribed meanwhile are passed over, unacknowledged:
+        the broker takes them back.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                left = deadline - time.monotonic()
+                message = self._inbox.get(timeout=left) if left > 0 else self._inbox.get_nowait()
+            except queue.Empty:
+                return None
+            if message.destination in self._subscriptions:
+                return message
 
     def settle(self, last: Sequence[Message], dead_letters: Sequence[Outgoing]) -> bool:
         """Acknowledge everything up to each of ``last`` and send ``dead_letters``, together.
