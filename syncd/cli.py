@@ -1,4 +1,4 @@
-"""The `syncd` command: run, check, publish."""
+"""The `syncd` command: run, check, publish, and dlq (list, show, replay, purge)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from syncd import dlq
 from syncd.broker import Outgoing
 from syncd.config import Config, load_config
+from syncd.deadletter import ErrorClass
 from syncd.errors import (
     BrokerUnavailable,
     ConfigError,
@@ -24,6 +27,7 @@ from syncd.errors import (
     TargetUnavailable,
 )
 from syncd.events import decode_event
+from syncd.logs import setup_logging
 from syncd.mapping import load_mappings
 
 log = logging.getLogger("syncd")
@@ -36,6 +40,20 @@ exit codes:
   3  a broker or database needed by the command is unreachable
   4  publish: some input lines were rejected or not confirmed by the broker
 """
+DLQ_EPILOG = """\
+Dead letters are read with a queue browser: listing or showing them takes nothing off the
+queue. ActiveMQ lets a browser see only the oldest maxBrowsePageSize of them (400 by
+default); replay or purge those, then run the command again for the rest.
+
+exit codes:
+  0  success, also when no dead letter matched
+  2  bad command line or config.yaml, an unknown or ambiguous ID, or purge without a
+     terminal and without --yes
+  3  the broker is unreachable (nothing was replayed or purged after that point)
+  4  replay/purge: some chosen dead letters were gone before they could be taken, or
+     cannot be replayed (no syncd-original-destination)
+"""
+ERROR_CLASSES = [str(error_class) for error_class in ErrorClass]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return ExitCode.BAD_CONFIG
-    _setup_logging(config.logging.level)
+    setup_logging(config.logging.level, config.logging.format)
     try:
         code: int = args.command(config, args)
         return code
@@ -76,12 +94,7 @@ def _parser() -> argparse.ArgumentParser:
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        sub.add_argument(
-            "-c",
-            "--config",
-            default=os.environ.get("SYNCD_CONFIG", "config.yaml"),
-            help="configuration file (default: $SYNCD_CONFIG or ./config.yaml)",
-        )
+        _add_config_option(sub)
         return sub
 
     run = command("run", "Run the daemon: consume change events and apply them (until SIGTERM).")
@@ -102,7 +115,96 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("file", help="JSON-lines file of change events, or - for standard input")
     publish.set_defaults(command=_publish)
+    _add_dlq_commands(commands)
     return parser
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get("SYNCD_CONFIG", "config.yaml"),
+        help="configuration file (default: $SYNCD_CONFIG or ./config.yaml)",
+    )
+
+
+def _add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    about = (
+        "Find, inspect, replay and purge dead letters: the messages the daemon could not apply, "
+        "kept on broker.dead_letter_queue with headers that say why."
+    )
+    dlq = commands.add_parser(
+        "dlq",
+        help=about,
+        description=textwrap.fill(about, 92),
+        epilog=DLQ_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = dlq.add_subparsers(title="dlq commands", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name,
+            help=help_text,
+            description=textwrap.fill(help_text, 92),
+            epilog=DLQ_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_config_option(sub)
+        return sub
+
+    listing = action(
+        "list",
+        "List the dead letters, oldest first, without taking them off the queue: ID, when it "
+        "failed, error class, mapping, key and error (cut to fit; --json has everything).",
+    )
+    _add_filter_options(listing)
+    listing.add_argument(
+        "--json", action="store_true", help="print every header and body as a JSON array"
+    )
+    listing.set_defaults(command=_dlq_list)
+    show = action(
+        "show",
+        "Print one dead letter: every header, then the body (pretty-printed if it is JSON).",
+    )
+    show.add_argument("id", metavar="ID", help="its ID as `list` shows it, or any unique end of it")
+    show.set_defaults(command=_dlq_show)
+    replay = action(
+        "replay",
+        "Send dead letters back to the queue they came from (syncd-original-destination), body "
+        "untouched, and take them off the dead-letter queue: each send commits together with "
+        "the removal, so an interrupted replay loses nothing. Replaying an event that was "
+        "applied meanwhile changes nothing. Choose with IDs, --all, --mapping or --error-class.",
+    )
+    _add_choice_options(replay)
+    replay.set_defaults(command=_dlq_replay)
+    purge = action(
+        "purge",
+        "Delete dead letters for good. Asks for confirmation on a terminal; elsewhere (scripts, "
+        "cron) it refuses unless --yes is given. Choose with IDs, --all, --mapping or "
+        "--error-class.",
+    )
+    _add_choice_options(purge)
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(command=_dlq_purge)
+
+
+def _add_filter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mapping", metavar="M", help="only the dead letters of mapping M")
+    parser.add_argument(
+        "--error-class",
+        metavar="C",
+        choices=ERROR_CLASSES,
+        help="only the dead letters of error class C: " + ", ".join(ERROR_CLASSES),
+    )
+
+
+def _add_choice_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "ids", nargs="*", metavar="ID", help="dead letter IDs, or unique ends of them"
+    )
+    parser.add_argument("--all", action="store_true", help="every dead letter")
+    _add_filter_options(parser)
 
 
 def _run(config: Config, _args: argparse.Namespace) -> int:
@@ -158,6 +260,40 @@ def _publish(config: Config, args: argparse.Namespace) -> int:
     return ExitCode.PARTIAL if rejected else ExitCode.OK
 
 
+def _selection(args: argparse.Namespace) -> dlq.Selection:
+    return dlq.Selection(
+        ids=tuple(getattr(args, "ids", ())),
+        everything=getattr(args, "all", False),
+        mapping=args.mapping,
+        error_class=args.error_class,
+    )
+
+
+def _dlq_list(config: Config, args: argparse.Namespace) -> int:
+    return _dlq(lambda: dlq.list_command(config, _selection(args), args.json))
+
+
+def _dlq_show(config: Config, args: argparse.Namespace) -> int:
+    return _dlq(lambda: dlq.show_command(config, args.id))
+
+
+def _dlq_replay(config: Config, args: argparse.Namespace) -> int:
+    return _dlq(lambda: dlq.replay_command(config, _selection(args)))
+
+
+def _dlq_purge(config: Config, args: argparse.Namespace) -> int:
+    return _dlq(lambda: dlq.purge_command(config, _selection(args), args.yes))
+
+
+def _dlq(run: Callable[[], int]) -> int:
+    """Run a dlq command; a choice of dead letters that cannot be made is a usage error."""
+    try:
+        return run()
+    except dlq.SelectionError as exc:
+        print(f"syncd dlq: {exc}", file=sys.stderr)
+        return ExitCode.BAD_CONFIG
+
+
 @contextmanager
 def _open_input(file: str) -> Iterator[tuple[str, TextIO]]:
     if file == "-":
@@ -176,17 +312,6 @@ def _print_problems(error: ConfigError) -> None:
         print(problem, file=sys.stderr)
     count = len(error.problems)
     print(f"syncd: {count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
-
-
-def _setup_logging(level: str) -> None:
-    # Under systemd, journald stamps each line with time and unit: no timestamp of our own.
-    timestamps = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format=f"{timestamps}%(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("stomp.py").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

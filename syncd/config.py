@@ -54,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
     },
     "logging": {
         "level": "info",
+        "format": "text",  # text (key=value) | json (one object per line)
+    },
+    "metrics": {
+        "listen": None,  # "127.0.0.1:9464": Prometheus /metrics and /healthz; unset: off
     },
 }
 DATABASE_KEYS = ("url", "password", "password_file")
@@ -106,6 +110,12 @@ class RetryConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str  # one of LOG_LEVELS, lower case
+    format: str  # text | json
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str | None  # host:port of the Prometheus endpoint; None: no endpoint
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,7 @@ class Config:
     apply: ApplyConfig
     retry: RetryConfig
     logging: LoggingConfig
+    metrics: MetricsConfig
 
     def queue_for(self, system: str) -> str:
         """The queue a source system's change events travel on."""
@@ -159,6 +170,7 @@ def _config(r: _Reader, items: dict[str, Node], path: Path) -> Config:
         apply=ApplyConfig(**r.section(items, "apply")),
         retry=_retry(r, items),
         logging=LoggingConfig(**r.section(items, "logging")),
+        metrics=MetricsConfig(**r.section(items, "metrics")),
     )
 
 
@@ -385,6 +397,18 @@ def _text(value: object, from_env: bool) -> str:
     return value
 
 
+def _log_format(value: object, from_env: bool) -> str:
+    if value not in ("text", "json"):
+        raise _Invalid("text or json")
+    return str(value)
+
+
+def _listen(value: object, from_env: bool) -> str:
+    if not isinstance(value, str) or _host_port(value) is None:
+        raise _Invalid("an address to listen on, 'host:port', such as 127.0.0.1:9464")
+    return value
+
+
 def _queue(value: object, from_env: bool) -> str:
     if not isinstance(value, str) or not value.startswith("/queue/") or " " in value:
         raise _Invalid("a queue name starting with /queue/, such as /queue/syncd.DLQ")
@@ -443,6 +467,10 @@ RULES: dict[str, dict[str, Rule]] = {
     },
     "logging": {
         "level": _log_level,
+        "format": _log_format,
+    },
+    "metrics": {
+        "listen": _listen,
     },
 }
 # Never echo these back in a message: they may hold a secret.

@@ -47,6 +47,8 @@ class Progress(Protocol):
 
     def alive(self) -> None: ...
 
+    def waiting(self, status: str) -> None: ...
+
 
 class Broker(Protocol):
     """What the loop needs of a broker connection (``syncd.broker.stomp.StompBroker``)."""
@@ -105,7 +107,9 @@ class ApplyLoop:
 
     def run(self, stopping: threading.Event) -> None:
         """Apply until ``stopping`` is set; the batch in hand is finished first."""
-        policy = RetryPolicy(self._retry, stopping, waiting=self._waiting)
+        policy = RetryPolicy(
+            self._retry, stopping, waiting=self._waiting, retried=self._stats.retried
+        )
         while not stopping.is_set():
             if not self._broker.connected and not self._reconnect(stopping):
                 continue
@@ -144,8 +148,7 @@ class ApplyLoop:
 
     def _waiting(self, status: str) -> None:
         """Waiting out an outage is not being wedged: keep the watchdog fed, say what for."""
-        self._progress.alive()
-        self._progress.status(status)
+        self._progress.waiting(status)
 
     def _report_status(self) -> None:
         if time.monotonic() - self._status_at >= 2.0:
@@ -226,6 +229,7 @@ class ApplyLoop:
         self._ledger.end([message.message_id])
 
     def _apply_and_settle(self, batch: list[Message], policy: RetryPolicy) -> None:
+        started = time.perf_counter()
         pending = [_Pending(message) for message in batch]
         by_database: dict[str, list[Change]] = defaultdict(list)
         for item in pending:
@@ -240,6 +244,7 @@ class ApplyLoop:
                 else:
                     self._stats.count(change.mapping.name, result, change.event.source_ts_ms)
         self._settle(pending)
+        self._stats.batch_done(time.perf_counter() - started)
 
     def _decode_and_route(self, item: _Pending) -> list[Change]:
         message = item.message
@@ -276,14 +281,15 @@ class ApplyLoop:
             for index, reason in sorted(item.failures.items()):
                 letters.append(self._dead_letter(item, index, reason))
                 self._stats.dead_lettered(reason)
-                log.warning(
-                    "dead-lettered: class=%s mapping=%s key=%s message=%s error=%s",
-                    reason.error_class,
-                    reason.mapping or "-",
-                    reason.key or "-",
-                    item.message.message_id,
-                    reason.text,
-                )
+                context = {
+                    "class": str(reason.error_class),
+                    "mapping": reason.mapping or "-",
+                    "key": reason.key or "-",
+                    "message": item.message.message_id,
+                    "attempts": reason.attempts or 0,
+                    "error": reason.text,
+                }
+                log.warning("dead-lettered", extra={"context": context})
         if not self._broker.settle(list(newest.values()), letters):
             log.warning("connection lost before acknowledging %d messages", len(pending))
 

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -16,6 +17,7 @@ from syncd.consumer import ApplyLoop
 from syncd.errors import ConfigError, PermanentApplyError, Problem, TargetUnavailable
 from syncd.ledger import DeliveryLedger
 from syncd.mapping import Mapping, load_mappings
+from syncd.metrics import serve
 from syncd.notify import Notifier
 from syncd.routing import Router
 from syncd.stats import Stats
@@ -54,6 +56,43 @@ def build_appliers(
             applier.close()
         raise ConfigError(problems)
     return appliers
+
+
+class Supervision:
+    """Where the loop reports progress: systemd's notify socket, and the /healthz answer."""
+
+    def __init__(self, notifier: Notifier, broker: StompBroker, stale_after_s: float):
+        self.notifier = notifier
+        self._broker = broker
+        self._stale_after_s = stale_after_s
+        self._last_progress = time.monotonic()
+        self._waiting_for = ""
+
+    def ready(self, status: str) -> None:
+        self.notifier.ready(status)
+
+    def status(self, text: str) -> None:
+        self.notifier.status(text)
+
+    def alive(self) -> None:
+        self._last_progress = time.monotonic()
+        self._waiting_for = ""
+        self.notifier.alive()
+
+    def waiting(self, status: str) -> None:
+        self._waiting_for = status
+        self.notifier.waiting(status)
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy: connected to the broker, and the apply loop went round recently."""
+        if not self._broker.connected:
+            return False, "not connected to the broker"
+        if self._waiting_for:
+            return False, self._waiting_for
+        silent_s = time.monotonic() - self._last_progress
+        if silent_s > self._stale_after_s:
+            return False, f"the apply loop has not gone round for {silent_s:.0f} s"
+        return True, "applying"
 
 
 def _wait_for_targets(
@@ -136,11 +175,11 @@ class Reloader:
 def run(config: Config, stopping: threading.Event | None = None) -> None:
     """Run until SIGTERM or SIGINT (or ``stopping`` is set). Raises ``ConfigError`` early."""
     stopping = stopping or threading.Event()
+    reload_early = threading.Event()  # a SIGHUP before the loop runs: nothing to reload yet
+    _install_signal_handlers(stopping, reload_early)
     notifier = Notifier()
     mappings = load_mappings(config.mappings_dir, list(config.databases))
     ledger = DeliveryLedger(config.state_dir / "deliveries.db")
-    reload_early = threading.Event()  # a SIGHUP before the loop runs: nothing to reload yet
-    _install_signal_handlers(stopping, reload_early)
     appliers = _wait_for_targets(config, mappings, stopping, notifier)
     if appliers is None:
         ledger.close()
@@ -149,11 +188,15 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
     broker = StompBroker(config.broker)
     for system in router.systems:
         broker.subscribe(config.queue_for(system))
+    supervision = Supervision(notifier, broker, config.apply.timeout_s + 30)
+    stats = Stats()
+    stats.metrics.broker_connected.set_function(lambda: float(broker.connected))
+    listen = config.metrics.listen
+    metrics_server = serve(listen, stats.metrics, supervision.health) if listen else None
     reloader = Reloader(config, appliers, broker, notifier)
     if reload_early.is_set():
         reloader.requested.set()
     _install_signal_handlers(stopping, reloader.requested)
-    stats = Stats()
     loop = ApplyLoop(
         broker,
         router,
@@ -163,7 +206,7 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
         config.broker.dead_letter_queue,
         stats,
         ledger,
-        notifier,
+        supervision,
         between_batches=lambda: reloader(loop),
     )
     log.info(
@@ -177,6 +220,8 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
         # Shutdown order: the loop has finished and settled the batch in hand; disconnecting
         # returns whatever was delivered but not yet taken to the broker (it is redelivered);
         # then the databases and the ledger close.
+        if metrics_server is not None:
+            metrics_server.shutdown()
         broker.close()
         for applier in reloader.appliers.values():
             applier.close()

@@ -60,6 +60,11 @@ class Notifier:
             self._last_ping = now
             self.send("WATCHDOG=1")
 
+    def waiting(self, status: str) -> None:
+        """Waiting out an outage: alive (not wedged), and saying what for."""
+        self.alive()
+        self.status(status)
+
     def stopping(self) -> None:
         self.send("STOPPING=1", "STATUS=stopping: finishing the batch in hand")
 

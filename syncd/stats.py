@@ -9,15 +9,19 @@ from collections import Counter
 
 from syncd.apply.plan import Verdict
 from syncd.deadletter import Reason
+from syncd.metrics import Metrics
 
 log = logging.getLogger("syncd")
 
 
 class Stats:
-    """Per-mapping counts of applied, skipped (duplicate, stale) and dead-lettered events."""
+    """Per-mapping counts of applied, skipped (duplicate, stale) and dead-lettered events —
+    for the log's summary line, systemd's STATUS and the Prometheus metrics alike."""
 
-    def __init__(self, report_every_s: float = 30.0):
+    def __init__(self, report_every_s: float = 30.0, metrics: Metrics | None = None):
         self._lock = threading.Lock()
+        self.metrics = metrics or Metrics()
+        self.metrics.lag_from(self.newest_source_ts_ms)
         self.verdicts: Counter[tuple[str, Verdict]] = Counter()
         self.dead_letters: Counter[tuple[str, str]] = Counter()
         self._report_every_s = report_every_s
@@ -32,6 +36,10 @@ class Stats:
             if verdict is Verdict.APPLIED and source_ts_ms is not None:
                 newest = self.source_ts_ms.get(mapping, 0)
                 self.source_ts_ms[mapping] = max(newest, source_ts_ms)
+        if verdict is Verdict.APPLIED:
+            self.metrics.applied.labels(mapping).inc()
+        else:
+            self.metrics.skipped.labels(mapping, str(verdict)).inc()
 
     def lag_s(self) -> float | None:
         """How far behind its source the most lagging mapping is: now minus the source time of
@@ -51,8 +59,20 @@ class Stats:
         return (total - before) / (now - then) if now > then else 0.0
 
     def dead_lettered(self, reason: Reason) -> None:
+        labels = (reason.mapping or "-", str(reason.error_class))
         with self._lock:
-            self.dead_letters[reason.mapping or "-", str(reason.error_class)] += 1
+            self.dead_letters[labels] += 1
+        self.metrics.dead_lettered.labels(*labels).inc()
+
+    def retried(self) -> None:
+        self.metrics.retries.inc()
+
+    def batch_done(self, seconds: float) -> None:
+        self.metrics.batch_seconds.observe(seconds)
+
+    def newest_source_ts_ms(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.source_ts_ms)
 
     def total(self, verdict: Verdict) -> int:
         with self._lock:

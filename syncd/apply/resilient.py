@@ -54,6 +54,7 @@ class RetryPolicy:
         stopping: threading.Event,
         attempts: int | None = None,
         waiting: Callable[[str], None] = lambda _status: None,
+        retried: Callable[[], None] = lambda: None,
     ):
         """``waiting(status)`` is called about every second of a backoff: waiting is not
         being wedged (it keeps a watchdog fed), and says what is being waited for."""
@@ -61,11 +62,12 @@ class RetryPolicy:
         self._stopping = stopping
         self._attempts = attempts if attempts is not None else retry.attempts
         self._waiting = waiting
+        self._retried = retried
         self._status = ""
 
     def single_attempt(self) -> RetryPolicy:
         """The same policy with one try for transient failures (outages are still waited out)."""
-        return RetryPolicy(self._retry, self._stopping, 1, self._waiting)
+        return RetryPolicy(self._retry, self._stopping, 1, self._waiting, self._retried)
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -93,13 +95,13 @@ class RetryPolicy:
             error = state.outcome.exception() if state.outcome else None
             kind = "target unavailable" if isinstance(error, TargetOutage) else "apply failed"
             self._status = f"{kind}, retrying: {error}"
-            log.warning(
-                "%s, retrying in %.1f s: attempt=%d error=%s",
-                kind,
-                state.upcoming_sleep,
-                state.attempt_number,
-                error,
-            )
+            self._retried()
+            context = {
+                "attempt": state.attempt_number,
+                "retry_in_s": round(state.upcoming_sleep, 2),
+                "error": str(error),
+            }
+            log.warning("%s, retrying", kind, extra={"context": context})
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TargetUnavailable),

@@ -496,7 +496,7 @@ def test_unknown_top_level_key_suggests_the_close_name(tmp_path: Path) -> None:
 
     assert found == [
         "config.yaml:3: brokr: unknown key; did you mean 'broker'? "
-        "(allowed: broker, databases, mappings, state_dir, apply, retry, logging)"
+        "(allowed: broker, databases, mappings, state_dir, apply, retry, logging, metrics)"
     ]
 
 
