@@ -42,7 +42,7 @@ class RetriesExhausted(SyncdError):
 
     def __init__(self, error: TargetUnavailable, attempts: int):
         self.attempts = attempts
-        super().__init__(f"{error} (gave up after {attempts} attempts)")
+        super().__init__(str(error))
 
 
 class RetryPolicy:
@@ -146,10 +146,11 @@ def apply_isolating(
 def _blame(change: Change, failure: Reason) -> Reason:
     """The failure, told about the one change that caused it."""
     mapping = change.mapping
+    tries = f" (tried {failure.attempts} times)" if failure.attempts else ""
     return Reason(
         failure.error_class,
         f"mapping {mapping.name} ({mapping.target_database}.{mapping.target_table}) "
-        f"key {change.key}: {failure.text}",
+        f"key {change.key}: {failure.text}{tries}",
         mapping.name,
         change.key,
         failure.attempts,

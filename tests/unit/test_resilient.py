@@ -45,7 +45,6 @@ def test_transient_failures_stop_at_the_attempt_limit() -> None:
     with pytest.raises(RetriesExhausted) as raised:
         RetryPolicy(FAST, threading.Event()).call(call)
     assert raised.value.attempts == 3
-    assert "gave up after 3 attempts" in str(raised.value)
 
 
 def test_transient_failures_stop_at_the_time_limit() -> None:
@@ -119,7 +118,7 @@ def test_poison_is_isolated_and_only_it_fails() -> None:
     failure = results[3]
     assert isinstance(failure, Reason)
     assert failure.mapping == "m" and failure.key == "[3]"
-    assert failure.text.startswith("mapping m (db.t) key [3]: rejected")
+    assert failure.text == "mapping m (db.t) key [3]: rejected (tried 4 times)"
     # Halves were tried in order, so a key's changes still land oldest first.
     flat = [key for batch in applier.batches if len(batch) == 1 for key in batch]
     assert flat == sorted(flat, key=lambda k: int(k[1:-1]))
@@ -134,3 +133,4 @@ def test_after_retries_run_out_the_halves_get_one_try_each() -> None:
     # 3 tries of the whole batch, then one per half on the way down to the single change.
     assert len(applier.batches) == 3 + 2 * 3
     assert failure.attempts == 3 + 3
+    assert failure.text.endswith("lock timeout (tried 6 times)")
