@@ -128,3 +128,36 @@ def test_publish_sets_the_group_from_the_mapping_key(broker: Broker, tmp_path: P
     assert message.headers["syncd-group"] == 'items:["Z-9"]'  # ActiveMQ hides JMSXGroupID
     assert message.headers["persistent"] == "true"
     assert message.body.decode() == event
+
+
+def test_hosts_are_tried_in_order_so_a_dead_first_broker_fails_over(
+    broker: Broker, tmp_path: Path
+) -> None:
+    from tests.services import free_port
+
+    url = sqlite_target(tmp_path)
+    config = write_config(tmp_path, broker.port, url, MAPPING, dead_letter_queue="/queue/fo.DLQ")
+    text = config.read_text().replace(
+        f'hosts: ["127.0.0.1:{broker.port}"]',
+        f'hosts: ["127.0.0.1:{free_port()}", "127.0.0.1:{broker.port}"]',
+    )
+    config.write_text(text.replace("system: shop", "system: failover"))
+    (tmp_path / "mappings" / "test.yaml").write_text(
+        MAPPING.replace("system: shop", "system: failover")
+    )
+    event = item("c", 1, "F-1", title="Fan").replace('"shop"', '"failover"')
+    assert syncd("publish", "-c", str(config), "-", stdin=event + "\n").returncode == 0
+    daemon = Daemon(config).start()
+    engine = sa.create_engine(url)
+    try:
+        query = "SELECT title FROM items WHERE sku = 'F-1'"
+
+        def applied() -> bool:
+            with engine.connect() as conn:
+                return conn.exec_driver_sql(query).scalar() == "Fan"
+
+        wait_until(applied, 30, "the event through the second broker")
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+        engine.dispose()
+    assert "no broker answered" not in daemon.log()
