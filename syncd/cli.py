@@ -29,6 +29,7 @@ from syncd.errors import (
 from syncd.events import decode_event
 from syncd.logs import setup_logging
 from syncd.mapping import load_mappings
+from syncd.status import add_arguments as status_arguments
 
 log = logging.getLogger("syncd")
 
@@ -115,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("file", help="JSON-lines file of change events, or - for standard input")
     publish.set_defaults(command=_publish)
+    status = command(
+        "status",
+        "Show queue depths, dead letters, and how far each mapping's target has got "
+        "(last position, lag). Exit 3 if the broker or a target cannot be read.",
+    )
+    status_arguments(status)
+    status.set_defaults(command=_status)
     _add_dlq_commands(commands)
     return parser
 
@@ -212,6 +220,12 @@ def _run(config: Config, _args: argparse.Namespace) -> int:
 
     run(config)
     return ExitCode.OK
+
+
+def _status(config: Config, args: argparse.Namespace) -> int:
+    from syncd.status import run_status
+
+    return run_status(config, args)
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:

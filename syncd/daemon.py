@@ -11,10 +11,17 @@ from collections.abc import Sequence
 from types import FrameType
 
 from syncd.apply.sql import SqlApplier
+from syncd.broker.statistics import queue_statistics
 from syncd.broker.stomp import StompBroker
 from syncd.config import Config, load_config
 from syncd.consumer import ApplyLoop
-from syncd.errors import ConfigError, PermanentApplyError, Problem, TargetUnavailable
+from syncd.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    PermanentApplyError,
+    Problem,
+    TargetUnavailable,
+)
 from syncd.ledger import DeliveryLedger
 from syncd.mapping import Mapping, load_mappings
 from syncd.metrics import serve
@@ -193,6 +200,13 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
     stats.metrics.broker_connected.set_function(lambda: float(broker.connected))
     listen = config.metrics.listen
     metrics_server = serve(listen, stats.metrics, supervision.health) if listen else None
+    if listen:
+        threading.Thread(
+            target=_poll_queue_depths,
+            args=(config, broker, stats, stopping),
+            name="queue-depths",
+            daemon=True,
+        ).start()
     reloader = Reloader(config, appliers, broker, notifier)
     if reload_early.is_set():
         reloader.requested.set()
@@ -227,6 +241,25 @@ def run(config: Config, stopping: threading.Event | None = None) -> None:
             applier.close()
         ledger.close()
         log.info("syncd stopped: %s", stats.summary())
+
+
+def _poll_queue_depths(
+    config: Config, broker: StompBroker, stats: Stats, stopping: threading.Event
+) -> None:
+    """``syncd_queue_depth{queue}`` from the broker's statistics plugin, now and every 15 s."""
+    while not stopping.is_set():
+        if not broker.connected:
+            stopping.wait(1.0)
+            continue
+        queues = [*broker.destinations, config.broker.dead_letter_queue]
+        try:
+            found = queue_statistics(config.broker, queues, timeout_s=5.0)
+        except BrokerUnavailable as exc:
+            log.debug("queue depths unavailable: %s", exc)
+            found = {}
+        for queue, numbers in found.items():
+            stats.metrics.queue_depth.labels(queue).set(numbers.depth)
+        stopping.wait(15.0)
 
 
 def _supervise(loop: ApplyLoop, stopping: threading.Event, notifier: Notifier) -> None:

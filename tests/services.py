@@ -15,9 +15,7 @@ stop or kill, so the fault-injection methods raise :class:`ExternalServiceError`
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import re
 import shutil
 import signal
@@ -25,14 +23,16 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy
-import stomp
 from sqlalchemy.engine import URL, make_url
+
+from syncd.broker.statistics import parse_map_json as parse_map_json  # re-exported for tests
+from syncd.broker.statistics import queue_statistics
+from syncd.config import DEFAULTS, BrokerConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SYNCD_BROKER = REPO / "activemq" / "syncd-broker"
@@ -210,62 +210,24 @@ class Broker:
             ) from error
 
 
-class _Replies(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.frames: queue.Queue[Any] = queue.Queue()
-
-    def on_message(self, frame: Any) -> None:
-        self.frames.put(frame)
-
-
 def _destination_stats(host: str, port: int, queue_name: str, timeout_s: float) -> dict[str, Any]:
-    """Ask ActiveMQ's statistics plugin about one queue over STOMP."""
-    connection = stomp.Connection12([(host, port)])
-    replies = _Replies()
-    connection.set_listener("replies", replies)
-    connection.connect(wait=True)
-    try:
-        reply_to = f"/temp-queue/stats-{uuid.uuid4().hex}"
-        # The reply is a JMS MapMessage; this transformation renders it as JSON.
-        connection.subscribe(
-            reply_to, id="stats", ack="auto", headers={"transformation": "jms-map-json"}
+    """Ask ActiveMQ's statistics plugin about one queue, through syncd's own client."""
+    destination = f"/queue/{queue_name}"
+    config = _broker_config(host, port, timeout_s)
+    stats = queue_statistics(config, [destination], timeout_s)[destination]
+    if not stats.exists:
+        raise AssertionError(
+            f"no statistics for queue {queue_name!r}: the broker does not know that queue"
         )
-        connection.send(
-            f"/queue/ActiveMQ.Statistics.Destination.{queue_name}",
-            body="",
-            headers={"reply-to": reply_to},
-        )
-        try:
-            frame = replies.frames.get(timeout=timeout_s)
-        except queue.Empty:
-            raise AssertionError(
-                f"no statistics for queue {queue_name!r} within {timeout_s} s "
-                "(the broker only answers for queues that exist)"
-            ) from None
-        return parse_map_json(frame.body)
-    finally:
-        connection.disconnect()
+    return dict(stats.counters)
 
 
-def parse_map_json(body: str | bytes) -> dict[str, Any]:
-    """A ``transformation:jms-map-json`` body as a plain dict.
-
-    XStream writes ``{"map": {"entry": [...]}}`` where a number is
-    ``{"string": "size", "long": 3}`` but a string is ``{"string": ["brokerName", "x"]}``.
-    """
-    document = json.loads(body)
-    entries = document["map"]["entry"]
-    if isinstance(entries, dict):  # XStream drops the list around a single entry
-        entries = [entries]
-    parsed: dict[str, Any] = {}
-    for entry in entries:
-        key = entry["string"]
-        if isinstance(key, list):
-            parsed[key[0]] = key[1]
-        else:
-            (value,) = (v for k, v in entry.items() if k != "string")
-            parsed[key] = value
-    return parsed
+def _broker_config(host: str, port: int, connect_timeout_s: float) -> BrokerConfig:
+    """config.yaml's broker defaults, pointed at one broker."""
+    settings = {k: v for k, v in DEFAULTS["broker"].items() if k != "password_file"}
+    return BrokerConfig(
+        **{**settings, "hosts": ((host, port),), "connect_timeout_s": connect_timeout_s}
+    )
 
 
 # ------------------------------------------------------------------------------- PostgreSQL

@@ -39,8 +39,9 @@ def positions_table(name: str) -> sa.Table:
     Deleted keys keep their row (``deleted``), so a stale replay of a create after its delete is
     still recognised as stale.
     """
+    schema, table = split_table_name(name)
     return sa.Table(
-        name,
+        table,
         sa.MetaData(),
         sa.Column("mapping", sa.String(100), primary_key=True),
         sa.Column("row_key", sa.String(650), primary_key=True),
@@ -54,6 +55,7 @@ def positions_table(name: str) -> sa.Table:
             nullable=False,
             server_default=sa.func.current_timestamp(),
         ),
+        schema=schema,
     )
 
 

@@ -131,7 +131,7 @@ class StompBroker:
                 headers={"client-id": f"{self._client_name}-{uuid.uuid4().hex[:8]}"},
             )
         except _STOMP_ERRORS as exc:
-            raise BrokerUnavailable(f"cannot connect: {exc or type(exc).__name__}") from exc
+            raise BrokerUnavailable(f"cannot connect: {str(exc) or type(exc).__name__}") from exc
         if not listener.connected.wait(self._config.connect_timeout_s):
             _quietly_disconnect(conn)
             reason = listener.error or f"no CONNECTED within {self._config.connect_timeout_s} s"

@@ -83,6 +83,8 @@ def test_metrics_equal_what_was_applied_and_healthz_answers(broker: Broker, tmp_
         assert samples[("syncd_broker_connected", ())] == 1
         assert samples[("syncd_lag_seconds", (("mapping", "gauges"),))] > 0
         assert samples[("syncd_batch_seconds_count", ())] >= 1
+        depth = ("syncd_queue_depth", (("queue", "/queue/syncd.metered"),))
+        wait_until(lambda: depth in scrape(port), 20, "the queue depth from broker statistics")
         health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert health.status == 200
     finally:
