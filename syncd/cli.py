@@ -245,6 +245,7 @@ def _publish(config: Config, args: argparse.Namespace) -> int:
 
     mappings = load_mappings(config.mappings_dir, list(config.databases))
     rejected: list[str] = []
+    sent_lines: list[int] = []  # the input line of each message handed to the publisher
     with _open_input(args.file) as (name, stream), Publisher(config, mappings) as publisher:
 
         def messages() -> Iterator[Outgoing]:
@@ -253,25 +254,36 @@ def _publish(config: Config, args: argparse.Namespace) -> int:
                     continue
                 try:
                     event = decode_event(json.loads(line))
-                except (ValueError, DecodeError) as exc:
+                except (ValueError, RecursionError, DecodeError) as exc:
                     rejected.append(f"{name}:{number}: {exc}")
                     continue
+                sent_lines.append(number)
                 yield publisher.message_for(event, line.strip().encode())
 
         try:
             confirmed = publisher.publish_messages(messages())
         except PublishError as exc:
             print(f"syncd publish: {exc}", file=sys.stderr)
-            print(
-                f"syncd publish: {exc.confirmed} events confirmed by the broker; the rest were "
-                "not published (publishing them again is harmless)",
-                file=sys.stderr,
-            )
+            print(_unconfirmed(name, sent_lines, exc.confirmed), file=sys.stderr)
             return ExitCode.PARTIAL
     for line in rejected:
         print(line, file=sys.stderr)
     print(f"published {confirmed} events, {len(rejected)} lines rejected", file=sys.stderr)
     return ExitCode.PARTIAL if rejected else ExitCode.OK
+
+
+def _unconfirmed(name: str, sent_lines: list[int], confirmed: int) -> str:
+    """Which input lines are on the broker and which are not, for the one who must resend."""
+    done = f" (through {name} line {sent_lines[confirmed - 1]})" if confirmed else ""
+    rest = (
+        f"; nothing from {name} line {sent_lines[confirmed]} on was published"
+        if confirmed < len(sent_lines)
+        else ""
+    )
+    return (
+        f"syncd publish: the broker confirmed {confirmed} events{done}{rest}; "
+        "publishing any of them again is harmless"
+    )
 
 
 def _selection(args: argparse.Namespace) -> dlq.Selection:

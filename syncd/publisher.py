@@ -42,8 +42,7 @@ class Publisher:
         self._broker = StompBroker(config.broker, client_name="syncd-publish")
 
     def __enter__(self) -> Publisher:
-        self.connect()
-        return self
+        return self  # the first send connects, retrying through an outage like every send
 
     def __exit__(
         self,

@@ -161,3 +161,23 @@ def test_hosts_are_tried_in_order_so_a_dead_first_broker_fails_over(
         assert daemon.stop() == 0, daemon.log()
         engine.dispose()
     assert "no broker answered" not in daemon.log()
+
+
+def test_publish_to_a_broker_that_stays_down_says_what_was_not_published(
+    tmp_path: Path,
+) -> None:
+    from tests.services import free_port
+
+    config = write_config(
+        tmp_path,
+        free_port(),
+        "sqlite://",
+        MAPPING,
+        dead_letter_queue="/queue/x",
+        extra="retry: {max_elapsed_s: 2, initial_backoff_ms: 100, max_backoff_ms: 500}\n",
+    )
+    lines = [item("c", 1, "A-1", title="Lamp"), "", item("c", 2, "B-2", title="Desk")]
+    result = syncd("publish", "-c", str(config), "-", stdin="\n".join(lines) + "\n")
+    assert result.returncode == 4, result.stderr
+    assert "within 2 s (retry.max_elapsed_s)" in result.stderr
+    assert "confirmed 0 events; nothing from <stdin> line 1 on was published" in result.stderr
