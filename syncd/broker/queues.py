@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -32,16 +31,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-import stomp
-import stomp.exception
-
 from syncd.broker import Message, Outgoing
+from syncd.broker.connection import STOMP_ERRORS, Listener, connect_first, quietly_disconnect
 from syncd.config import BrokerConfig
 from syncd.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
-_STOMP_ERRORS = (stomp.exception.StompException, OSError)
 
 # ActiveMQ's default maxBrowsePageSize: a browse that returns this many may have hidden more.
 DEFAULT_BROWSE_LIMIT = 400
@@ -93,16 +89,12 @@ class _Broken:
 _Event = Message | _Receipt | _Broken
 
 
-class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
+class _Listener(Listener):
     """Runs on stomp.py's receiver thread: hand every frame over as an event, never block."""
 
     def __init__(self) -> None:
-        self.connected = threading.Event()
+        super().__init__()
         self.events: queue.Queue[_Event] = queue.Queue()
-        self.error: str | None = None
-
-    def on_connected(self, frame: Any) -> None:
-        self.connected.set()
 
     def on_message(self, frame: Any) -> None:
         headers = dict(frame.headers)
@@ -123,7 +115,7 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
         self.events.put(_Receipt(frame.headers.get("receipt-id", "")))
 
     def on_error(self, frame: Any) -> None:
-        self.error = frame.headers.get("message", "") or str(frame.body)[:200]
+        super().on_error(frame)
         self.events.put(_Broken(f"the broker refused: {self.error}"))
 
     def on_disconnected(self) -> None:
@@ -161,46 +153,15 @@ class QueueTool:
 
     def connect(self) -> None:
         """Connect to the first host that answers, in the configured order, each with a deadline."""
-        failures = []
-        for host, port in self._config.hosts:
-            try:
-                self._connect_to(host, port)
-                return
-            except BrokerUnavailable as exc:
-                failures.append(f"{host}:{port}: {exc}")
-        raise BrokerUnavailable("no broker answered: " + "; ".join(failures))
-
-    def _connect_to(self, host: str, port: int) -> None:
-        heartbeat = self._config.heartbeat_ms
-        conn = stomp.Connection12(
-            [(host, port)],
-            heartbeats=(heartbeat, heartbeat),
-            auto_decode=False,
-            timeout=self._config.connect_timeout_s,
-            reconnect_attempts_max=1,
+        self._conn, self._listener, _where = connect_first(
+            self._config, _Listener, self._client_name
         )
-        listener = _Listener()
-        conn.set_listener("syncd", listener)
-        try:
-            conn.connect(
-                self._config.user,
-                self._config.password,
-                wait=False,
-                headers={"client-id": f"{self._client_name}-{uuid.uuid4().hex[:8]}"},
-            )
-        except _STOMP_ERRORS as exc:
-            raise BrokerUnavailable(f"cannot connect: {exc or type(exc).__name__}") from exc
-        if not listener.connected.wait(self._config.connect_timeout_s):
-            _quietly_disconnect(conn)
-            reason = listener.error or f"no CONNECTED within {self._config.connect_timeout_s} s"
-            raise BrokerUnavailable(reason)
-        self._conn, self._listener = conn, listener
 
     def close(self) -> None:
         """Disconnect; whatever is delivered and not acknowledged goes back on its queue."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            _quietly_disconnect(conn)
+            quietly_disconnect(conn)
 
     # -- browsing -------------------------------------------------------------------------
 
@@ -299,7 +260,7 @@ class QueueTool:
                 self._conn.ack(message.ack_id, transaction=transaction)
             self._commit(transaction)
             committed = True
-        except _STOMP_ERRORS as exc:
+        except STOMP_ERRORS as exc:
             raise BrokerUnavailable(f"moving messages failed: {exc}") from exc
         finally:
             if not committed:
@@ -326,7 +287,7 @@ class QueueTool:
         try:
             if self._conn is not None:
                 self._conn.abort(transaction)
-        except _STOMP_ERRORS:
+        except STOMP_ERRORS:
             pass
 
     # -- frames ---------------------------------------------------------------------------
@@ -338,7 +299,7 @@ class QueueTool:
         subscription = f"tool-{self._subscriptions}"
         try:
             self._conn.subscribe(destination, id=subscription, ack=ack, headers=headers)
-        except _STOMP_ERRORS as exc:
+        except STOMP_ERRORS as exc:
             raise BrokerUnavailable(f"cannot subscribe to {destination}: {exc}") from exc
         return subscription
 
@@ -346,7 +307,7 @@ class QueueTool:
         try:
             if self._conn is not None and self._conn.is_connected():
                 self._conn.unsubscribe(id=subscription)
-        except _STOMP_ERRORS as exc:
+        except STOMP_ERRORS as exc:
             log.debug("unsubscribing %s failed: %s", subscription, exc)
 
     def _next_message(self, subscription: str) -> Message | None:
@@ -366,10 +327,3 @@ class QueueTool:
         if isinstance(event, _Broken):
             raise BrokerUnavailable(event.reason)
         return event
-
-
-def _quietly_disconnect(conn: Any) -> None:
-    try:
-        conn.disconnect()
-    except (OSError, *_STOMP_ERRORS, RuntimeError):
-        pass

@@ -35,9 +35,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import stomp
-import stomp.exception
-
+from syncd.broker.connection import STOMP_ERRORS, Listener, connect_first, quietly_disconnect
 from syncd.config import BrokerConfig
 from syncd.errors import BrokerUnavailable
 
@@ -45,7 +43,6 @@ QUERY_PREFIX = "/queue/ActiveMQ.Statistics.Destination."
 END_OF_LIST_HEADER = "ActiveMQ.Statistics.Destination.List.End.With.Null"
 QUERY_TTL_S = 60.0  # an unanswered query (no plugin) expires instead of piling up
 _QUEUE_PREFIX = "/queue/"
-_STOMP_ERRORS = (stomp.exception.StompException, OSError)
 
 Counters = Mapping[str, int | float | str]
 
@@ -163,24 +160,20 @@ class _Replies:
     answered: set[str] = field(default_factory=set)  # correlation ids with any reply
 
 
-class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
+class _Listener(Listener):
     """Runs on stomp.py's receiver thread: hand frames over, never block."""
 
     def __init__(self) -> None:
-        self.connected = threading.Event()
+        super().__init__()
         self.ended = threading.Event()  # connection refused by the broker, or dropped
-        self.error: str | None = None
         self.frames: queue.Queue[tuple[dict[str, str], bytes]] = queue.Queue()
-
-    def on_connected(self, frame: Any) -> None:
-        self.connected.set()
 
     def on_message(self, frame: Any) -> None:
         body = frame.body if isinstance(frame.body, bytes) else frame.body.encode()
         self.frames.put((dict(frame.headers), body))
 
     def on_error(self, frame: Any) -> None:
-        self.error = frame.headers.get("message", "") or str(frame.body)[:200]
+        super().on_error(frame)
         self.ended.set()
 
     def on_disconnected(self) -> None:
@@ -211,7 +204,7 @@ class _StatisticsConnection:
                     "expires": str(expires_ms),
                 }
                 self._conn.send(QUERY_PREFIX + names[destination], b"", headers=headers)
-        except _STOMP_ERRORS as exc:
+        except STOMP_ERRORS as exc:
             raise BrokerUnavailable(f"cannot query statistics: {exc}") from exc
         return self._gather(queries, timeout_s)
 
@@ -250,55 +243,9 @@ class _StatisticsConnection:
 @contextmanager
 def _connection(config: BrokerConfig) -> Iterator[_StatisticsConnection]:
     """Connected to the first host that answers, in the configured order; closed after."""
-    failures = []
-    for host, port in config.hosts:
-        try:
-            conn, listener = _connect(config, host, port)
-        except BrokerUnavailable as exc:
-            failures.append(f"{host}:{port}: {exc}")
-            continue
-        try:
-            yield _StatisticsConnection(conn, listener)
-        finally:
-            _quietly_disconnect(conn)
-        return
-    raise BrokerUnavailable("no broker answered: " + "; ".join(failures))
-
-
-def _connect(config: BrokerConfig, host: str, port: int) -> tuple[Any, _Listener]:
     # No heart-beats: the connection lives for one round of queries.
-    conn = stomp.Connection12(
-        [(host, port)],
-        auto_decode=False,
-        timeout=config.connect_timeout_s,
-        reconnect_attempts_max=1,
-    )
-    listener = _Listener()
-    conn.set_listener("statistics", listener)
+    conn, listener, _where = connect_first(config, _Listener, "syncd-status", heartbeats=False)
     try:
-        conn.connect(
-            config.user,
-            config.password,
-            wait=False,
-            headers={"client-id": f"syncd-status-{uuid.uuid4().hex[:8]}"},
-        )
-    except _STOMP_ERRORS as exc:
-        raise BrokerUnavailable(f"cannot connect: {str(exc) or type(exc).__name__}") from exc
-    deadline = time.monotonic() + config.connect_timeout_s
-    # An ERROR frame (a refused login) ends the wait early, with the broker's reason.
-    while not listener.connected.wait(0.05):
-        if listener.ended.is_set() or time.monotonic() >= deadline:
-            break
-    if not listener.connected.is_set():
-        _quietly_disconnect(conn)
-        raise BrokerUnavailable(
-            listener.error or f"no CONNECTED within {config.connect_timeout_s:g} s"
-        )
-    return conn, listener
-
-
-def _quietly_disconnect(conn: Any) -> None:
-    try:
-        conn.disconnect()
-    except (OSError, *_STOMP_ERRORS, RuntimeError):
-        pass
+        yield _StatisticsConnection(conn, listener)
+    finally:
+        quietly_disconnect(conn)

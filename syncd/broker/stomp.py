@@ -1,10 +1,11 @@
-"""The STOMP connection to ActiveMQ — the one module that imports stomp.py.
+"""The daemon's STOMP connection to ActiveMQ: subscribe, receive, settle, send confirmed.
 
-stomp.py runs listener callbacks on its single receiver thread, which also answers heart-beats:
+stomp.py (imported only under ``syncd/broker/``) runs listener callbacks on its single receiver thread, which also answers heart-beats:
 the callbacks here only hand frames over (a queue, an event) and never do work, so a slow batch
 cannot make the broker think the daemon is dead. stomp.py does not reconnect after a drop and
 ``connect(wait=True)`` never times out, so connecting — host by host, in order, each with a
-deadline — is done here, and reconnecting is the caller's loop's job (``connected`` tells it).
+deadline — is ``connection.connect_first``'s, and reconnecting is the caller's loop's job
+(``connected`` tells it).
 """
 
 from __future__ import annotations
@@ -17,29 +18,21 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import stomp
-import stomp.exception
-
 from syncd.broker import Message, Outgoing
+from syncd.broker.connection import STOMP_ERRORS, Listener, connect_first, quietly_disconnect
 from syncd.config import BrokerConfig
 from syncd.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
-_STOMP_ERRORS = (stomp.exception.StompException, OSError)
 
-
-class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
+class _Listener(Listener):
     """Runs on stomp.py's receiver thread: hand over, never block."""
 
     def __init__(self, broker: StompBroker, generation: int):
+        super().__init__()
         self._broker = broker
         self._generation = generation
-        self.connected = threading.Event()
-        self.error: str | None = None
-
-    def on_connected(self, frame: Any) -> None:
-        self.connected.set()
 
     def on_message(self, frame: Any) -> None:
         headers = dict(frame.headers)
@@ -59,7 +52,7 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
         self._broker._receipt_arrived(frame.headers.get("receipt-id", ""))
 
     def on_error(self, frame: Any) -> None:
-        self.error = frame.headers.get("message", "") or str(frame.body)[:200]
+        super().on_error(frame)
         log.warning("broker error: %s", self.error)
         self._broker._receipt_failed(frame.headers.get("receipt-id"))
 
@@ -96,49 +89,16 @@ class StompBroker:
     def connect(self) -> None:
         """Connect to the first host that answers, in the configured order, and resubscribe."""
         self.close()
-        failures = []
-        for host, port in self._config.hosts:
-            try:
-                self._connect_to(host, port)
-            except BrokerUnavailable as exc:
-                failures.append(f"{host}:{port}: {exc}")
-                continue
-            for destination in list(self._subscriptions):
-                self._subscribe(destination)
-            return
-        raise BrokerUnavailable("no broker answered: " + "; ".join(failures))
-
-    def _connect_to(self, host: str, port: int) -> None:
-        heartbeat = self._config.heartbeat_ms
-        conn = stomp.Connection12(
-            [(host, port)],
-            heartbeats=(heartbeat, heartbeat),
-            auto_decode=False,
-            timeout=self._config.connect_timeout_s,
-            reconnect_attempts_max=1,
-            # After sending any frame, ActiveMQ's next heart-beat comes up to ~1.9 intervals
-            # later (measured: 3.86 s at 2 s); stomp.py's default 1.5 would drop healthy links.
-            heart_beat_receive_scale=2.5,
-        )
         self._generation += 1
-        listener = _Listener(self, self._generation)
-        conn.set_listener("syncd", listener)
-        try:
-            conn.connect(
-                self._config.user,
-                self._config.password,
-                wait=False,
-                headers={"client-id": f"{self._client_name}-{uuid.uuid4().hex[:8]}"},
-            )
-        except _STOMP_ERRORS as exc:
-            raise BrokerUnavailable(f"cannot connect: {str(exc) or type(exc).__name__}") from exc
-        if not listener.connected.wait(self._config.connect_timeout_s):
-            _quietly_disconnect(conn)
-            reason = listener.error or f"no CONNECTED within {self._config.connect_timeout_s} s"
-            raise BrokerUnavailable(reason)
+        generation = self._generation
+        conn, _listener, where = connect_first(
+            self._config, lambda: _Listener(self, generation), self._client_name
+        )
         self._conn = conn
         self._connected = True
-        log.info("connected to broker %s:%s", host, port)
+        log.info("connected to broker %s", where)
+        for destination in list(self._subscriptions):
+            self._subscribe(destination)
 
     def _dropped(self, generation: int) -> None:
         if generation == self._generation:
@@ -153,7 +113,7 @@ class StompBroker:
         self._connected = False
         self._generation += 1  # what is still in the inbox belongs to the old connection
         if conn is not None:
-            _quietly_disconnect(conn)
+            quietly_disconnect(conn)
         self._inbox = queue.Queue()
 
     # -- consuming ------------------------------------------------------------------------
@@ -172,7 +132,7 @@ class StompBroker:
             return
         try:
             self._conn.unsubscribe(id=subscription)
-        except _STOMP_ERRORS as exc:
+        except STOMP_ERRORS as exc:
             self._connected = False
             raise BrokerUnavailable(f"cannot unsubscribe from {destination}: {exc}") from exc
 
@@ -188,7 +148,7 @@ class StompBroker:
                 ack="client",
                 headers={"activemq.prefetchSize": str(self._config.prefetch)},
             )
-        except _STOMP_ERRORS as exc:
+        except STOMP_ERRORS as exc:
             self._connected = False
             raise BrokerUnavailable(f"cannot subscribe to {destination}: {exc}") from exc
 
@@ -232,7 +192,7 @@ class StompBroker:
             for message in current:
                 self._conn.ack(message.ack_id, transaction=transaction)
             return self._commit(transaction)
-        except _STOMP_ERRORS as exc:
+        except STOMP_ERRORS as exc:
             log.warning("settling failed, the broker will redeliver: %s", exc)
             self._connected = False
             return False
@@ -253,7 +213,7 @@ class StompBroker:
             for message in messages:
                 self._send(message, transaction)
             committed = self._commit(transaction)
-        except _STOMP_ERRORS as exc:
+        except STOMP_ERRORS as exc:
             self._connected = False
             raise BrokerUnavailable(f"sending failed: {exc}") from exc
         if not committed:
@@ -296,10 +256,3 @@ class StompBroker:
             event = self._receipts.get(receipt)
         if event is not None:
             event.set()
-
-
-def _quietly_disconnect(conn: Any) -> None:
-    try:
-        conn.disconnect()
-    except (OSError, *_STOMP_ERRORS, RuntimeError):
-        pass

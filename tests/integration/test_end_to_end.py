@@ -8,7 +8,7 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,89 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from tests.harness import Daemon, StompClient, wait_until, write_config
+from tests.history import MAPPING, TABLE, Source, random_history
 from tests.services import Broker, PostgresCluster
 
 _runs = itertools.count(1)
-
-MAPPING = """
-mappings:
-  - name: customers
-    source: {system: SYSTEM, table: public.customers}
-    target: {database: warehouse, table: dim_customer}
-    key: [id]
-    columns:
-      id: customer_id
-      name: full_name
-      email: {column: email, transform: lower}
-      score: score
-    on_delete: delete
-"""
-TABLE = """CREATE TABLE dim_customer (customer_id INTEGER PRIMARY KEY, full_name TEXT,
-           email TEXT, score INTEGER CHECK (score IS NULL OR score >= 0))"""
-
-
-@dataclass
-class Source:
-    """A simulated source table that emits the change events of what is done to it."""
-
-    system: str
-    seq: int = 0
-    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def _emit(self, op: str, before: Any, after: Any, table: str = "customers") -> dict[str, Any]:
-        self.seq += 1
-        event = {
-            "op": op,
-            "before": before,
-            "after": after,
-            "source": {
-                "name": self.system,
-                "schema": "public",
-                "table": table,
-                "seq": self.seq,
-                "ts_ms": 1764000000000 + self.seq,
-            },
-        }
-        self.events.append(event)
-        return event
-
-    def create(self, key: int, op: str = "c") -> dict[str, Any]:
-        row = {"id": key, "name": f"N{key}-{self.seq}", "email": f"U{key}@X.org", "score": key}
-        self.rows[key] = row
-        return self._emit(op, None, dict(row))
-
-    def update(self, key: int) -> dict[str, Any]:
-        before = dict(self.rows[key])
-        self.rows[key].update(name=f"N{key}-{self.seq}", email=f"E{self.seq}@Y.org")
-        return (
-            self._emit("u", {"id": key}, dict(self.rows[key]))
-            if key % 2
-            else self._emit("u", before, dict(self.rows[key]))
-        )
-
-    def delete(self, key: int) -> dict[str, Any]:
-        before = self.rows.pop(key)
-        return self._emit("d", {"id": before["id"]}, None)
-
-    def expected(self) -> list[tuple[Any, ...]]:
-        return sorted(
-            (r["id"], r["name"], r["email"].lower(), r["score"]) for r in self.rows.values()
-        )
-
-
-def random_history(source: Source, keys: int, operations: int, seed: int) -> None:
-    rng = random.Random(seed)
-    for key in range(1, keys + 1):
-        source.create(key, op=rng.choice("cr"))
-    for _ in range(operations):
-        key = rng.randint(1, keys)
-        if key not in source.rows:
-            source.create(key)
-        elif rng.random() < 0.15:
-            source.delete(key)
-        else:
-            source.update(key)
 
 
 def as_messages(events: list[dict[str, Any]], seed: int) -> list[Any]:

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,118 +33,14 @@ import stomp
 from sqlalchemy.pool import NullPool
 
 from tests.harness import Daemon, Received, StompClient, wait_until, write_config
+from tests.history import MAPPING, TABLE, Row, Source, random_changes, random_history
 from tests.services import Broker, PostgresCluster
 
 _runs = itertools.count(1)
 
-MAPPING = """
-mappings:
-  - name: customers
-    source: {system: SYSTEM, table: public.customers}
-    target: {database: warehouse, table: dim_customer}
-    key: [id]
-    columns:
-      id: customer_id
-      name: full_name
-      email: {column: email, transform: lower}
-      score: score
-    on_delete: delete
-"""
-TABLE = """CREATE TABLE dim_customer (customer_id INTEGER PRIMARY KEY, full_name TEXT,
-           email TEXT, score INTEGER CHECK (score IS NULL OR score >= 0))"""
 # Reconnects and outage waits capped at 1 s, so a test does not sit out a 10 s backoff.
 FAST_RETRY = "retry: {initial_backoff_ms: 100, max_backoff_ms: 1000}"
 FIRST_KEY_OF_FRESH_ROWS = 900_000  # keys of poison and array neighbours; never in the history
-
-Row = tuple[Any, ...]
-
-
-# ------------------------------------------------------------------------- the simulated source
-
-
-@dataclass
-class Source:
-    """A simulated source table that emits the change events of what is done to it.
-
-    Every create and update carries the full row, so the target must end up equal to the
-    newest event of each key, in whatever order the events arrive.
-    """
-
-    system: str
-    seq: int = 0
-    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def _emit(self, op: str, before: Any, after: Any, table: str = "customers") -> dict[str, Any]:
-        self.seq += 1
-        event = {
-            "op": op,
-            "before": before,
-            "after": after,
-            "source": {
-                "name": self.system,
-                "schema": "public",
-                "table": table,
-                "seq": self.seq,
-                "ts_ms": 1764000000000 + self.seq,
-            },
-        }
-        self.events.append(event)
-        return event
-
-    def create(self, key: int, op: str = "c") -> dict[str, Any]:
-        row = {"id": key, "name": f"N{key}-{self.seq}", "email": f"U{key}@X.org", "score": key}
-        self.rows[key] = row
-        return self._emit(op, None, dict(row))
-
-    def update(self, key: int) -> dict[str, Any]:
-        before = dict(self.rows[key])
-        self.rows[key].update(
-            name=f"N{key}-{self.seq}", email=f"E{self.seq}@Y.org", score=self.seq % 1000
-        )
-        return (
-            self._emit("u", {"id": key}, dict(self.rows[key]))
-            if key % 2
-            else self._emit("u", before, dict(self.rows[key]))
-        )
-
-    def delete(self, key: int) -> dict[str, Any]:
-        before = self.rows.pop(key)
-        return self._emit("d", {"id": before["id"]}, None)
-
-    def rejected_update(self, key: int) -> dict[str, Any]:
-        """An update of a row to a negative score, which the target's CHECK refuses.
-
-        The target keeps the row as it was, so the expected state does not change. A test must
-        not emit later events of ``key``: folded with a later change in one batch, the refused
-        value would never be written, and nothing would be rejected.
-        """
-        return self._emit("u", {"id": key}, dict(self.rows[key], score=-1))
-
-    def expected(self) -> list[Row]:
-        return sorted(
-            (r["id"], r["name"], r["email"].lower(), r["score"]) for r in self.rows.values()
-        )
-
-
-def random_changes(source: Source, rng: random.Random, keys: int, count: int) -> None:
-    """``count`` creates, updates and deletes of keys 1..``keys``."""
-    for _ in range(count):
-        key = rng.randint(1, keys)
-        if key not in source.rows:
-            source.create(key, op=rng.choice("cr"))
-        elif rng.random() < 0.15:
-            source.delete(key)
-        else:
-            source.update(key)
-
-
-def random_history(source: Source, keys: int, operations: int, seed: int) -> None:
-    rng = random.Random(seed)
-    for key in range(1, keys + 1):
-        source.create(key, op=rng.choice("cr"))
-    random_changes(source, rng, keys, operations)
-
 
 # ------------------------------------------------------------------- messages, good and bad
 
