@@ -1,8 +1,9 @@
 """The daemon's STOMP connection to ActiveMQ: subscribe, receive, settle, send confirmed.
 
-stomp.py (imported only under ``syncd/broker/``) runs listener callbacks on its single receiver thread, which also answers heart-beats:
-the callbacks here only hand frames over (a queue, an event) and never do work, so a slow batch
-cannot make the broker think the daemon is dead. stomp.py does not reconnect after a drop and
+stomp.py (imported only under ``syncd/broker/``) runs listener callbacks on its single
+receiver thread, which also answers heart-beats: the callbacks here only hand frames over (a
+queue, an event) and never do work, so a slow batch cannot make the broker think the daemon is
+dead. stomp.py does not reconnect after a drop and
 ``connect(wait=True)`` never times out, so connecting — host by host, in order, each with a
 deadline — is ``connection.connect_first``'s, and reconnecting is the caller's loop's job
 (``connected`` tells it).
