@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -174,3 +175,25 @@ def progress(setup: Setup) -> int:
             return int(conn.exec_driver_sql(query).scalar_one())
         except sa.exc.ProgrammingError:
             return 0
+
+
+def test_sigterm_during_a_backlog_stops_promptly_and_a_restart_converges(setup: Setup) -> None:
+    source = setup.source
+    random_history(source, keys=300, operations=15_000, seed=9)
+    setup.client.send_events(setup.queue, source.events)
+    expected = source.expected()
+    daemon = Daemon(setup.config).start()
+    wait_until(lambda: progress(setup) > 2000, 60, "the daemon to be working through the backlog")
+    assert daemon.process is not None
+    asked = time.monotonic()
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(10) == 0, daemon.log()
+    stopped_in_s = time.monotonic() - asked
+    assert stopped_in_s < 3, f"SIGTERM took {stopped_in_s:.1f} s"
+    assert progress(setup) < source.seq, "the backlog was gone before SIGTERM: not under load"
+    daemon = Daemon(setup.config).start()
+    try:
+        wait_until(lambda: setup.target() == expected, 120, "the target to equal the source")
+        assert setup.client.drain(setup.dlq, idle_s=0.5) == []
+    finally:
+        assert daemon.stop() == 0, daemon.log()
