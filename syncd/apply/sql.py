@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd.apply import postgresql, sqlite
 from syncd.apply.classify import Failure
+from syncd.apply.deadline import Deadline
 from syncd.apply.plan import Change, KeyAction, Verdict, plan_batch
 from syncd.errors import PermanentApplyError, Problem, TargetOutage, TargetUnavailable
 from syncd.mapping import Mapping
@@ -101,6 +101,7 @@ class SqlApplier:
         # invalidates it, and the batch is retried as an outage — without a ping per batch.
         self._engine: Engine = dialect.engine(url, timeout_s)
         self._timeout_s = timeout_s
+        self._deadline_watch = Deadline(timeout_s, self._cancel, name)
         self._positions = positions_table(positions)
         self._advance_statement = self._advance_positions_statement()
         self._targets: dict[str, Target] = {}
@@ -317,27 +318,19 @@ class SqlApplier:
 
     # -- edges ----------------------------------------------------------------------------
 
-    @contextmanager
-    def _deadline(self, conn: Connection) -> Iterator[None]:
+    def _deadline(self, conn: Connection) -> AbstractContextManager[None]:
         """Cancel the running statement once the batch outlives ``timeout_s``.
 
         The database enforces the same limit per statement; this also covers a batch of many
         statements, or a server that stopped answering. The cancelled batch is retried.
         """
-        dbapi_connection = conn.connection.dbapi_connection
-        timer = threading.Timer(self._timeout_s, self._cancel, (dbapi_connection,))
-        timer.daemon = True
-        timer.start()
-        try:
-            yield
-        finally:
-            timer.cancel()
+        return self._deadline_watch.armed(conn.connection.dbapi_connection)
 
     def _cancel(self, dbapi_connection: Any) -> None:
         log.warning("database %s: apply exceeded %.1f s, cancelling it", self.name, self._timeout_s)
         try:
             self._dialect.cancel(dbapi_connection)
-        except Exception as exc:  # a failed cancel must not kill the timer thread
+        except Exception as exc:  # a failed cancel must not kill the deadline thread
             log.warning("database %s: cancelling failed: %s", self.name, exc)
 
     @contextmanager
@@ -357,6 +350,7 @@ class SqlApplier:
             raise PermanentApplyError(f"database {self.name}: {_first_line(exc)}") from exc
 
     def close(self) -> None:
+        self._deadline_watch.close()
         self._engine.dispose()
 
 

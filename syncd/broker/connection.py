@@ -7,6 +7,8 @@ in the configured order (failover), so a caller's own loop decides when to try a
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 import uuid
@@ -102,6 +104,10 @@ def _connect_to(
         raise BrokerUnavailable(
             listener.error or f"no CONNECTED within {config.connect_timeout_s:g} s"
         )
+    # stomp.py leaves Nagle on: BEGIN, SEND and COMMIT, each a small write, would wait for the
+    # broker's delayed TCP ACK (a confirmed publish took 46 ms, 2 ms without it).
+    with contextlib.suppress(OSError, AttributeError):
+        conn.transport.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return conn
 
 
