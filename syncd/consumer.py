@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from syncd.apply import Applier
-from syncd.apply.plan import Change, Verdict
+from syncd.apply.plan import Change
 from syncd.apply.resilient import Interrupted, RetryPolicy, apply_isolating
 from syncd.broker import Message, Outgoing
 from syncd.config import ApplyConfig, RetryConfig
@@ -299,5 +299,3 @@ class ApplyLoop:
             return dead_letter(queue, item.message, reason)
         return dead_letter(queue, item.message, reason, index, item.events[index])
 
-
-__all__ = ["ApplyLoop", "Broker", "Verdict"]
