@@ -298,4 +298,3 @@ class ApplyLoop:
         if index == WHOLE_MESSAGE or not item.array:
             return dead_letter(queue, item.message, reason)
         return dead_letter(queue, item.message, reason, index, item.events[index])
-

@@ -1,5 +1,8 @@
 """Fixtures: a real ActiveMQ and a real PostgreSQL, started once per test session.
 
+MariaDB targets use the server on 127.0.0.1:3306 (SYNCD_TEST_MARIADB_URL names another):
+a fresh database per test.
+
 The harness (tests/services.py) starts its own broker (activemq/syncd-broker) and a throwaway
 PostgreSQL cluster on free ports, or uses the services that SYNCD_TEST_BROKER and
 SYNCD_TEST_POSTGRES_URL name. A service that cannot start fails the run: never a silent skip.
@@ -8,13 +11,14 @@ SYNCD_TEST_POSTGRES_URL name. A service that cannot start fails the run: never a
 from __future__ import annotations
 
 import itertools
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.services import Broker, PostgresCluster
+from tests.services import Broker, PostgresCluster, mariadb_database
 
 _databases = itertools.count(1)
 
@@ -42,10 +46,15 @@ def postgres(services_dir: Path) -> Iterator[PostgresCluster]:
     cluster.destroy()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty target database of each supported dialect."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'target.db'}"
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    return cluster.create_database(f"target_{next(_databases)}")
+        yield f"sqlite:///{tmp_path / 'target.db'}"
+    elif request.param == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        yield cluster.create_database(f"target_{next(_databases)}")
+    else:
+        # The pid keeps parallel or leftover runs' databases apart on the shared server.
+        with mariadb_database(f"syncd_target_{os.getpid()}_{next(_databases)}") as url:
+            yield url

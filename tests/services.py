@@ -23,7 +23,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -491,3 +492,29 @@ def _child_pids(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             children.append(int(stat.parent.name))
     return children
+
+
+MARIADB_URL = os.environ.get("SYNCD_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+@contextmanager
+def mariadb_database(name: str) -> Iterator[str]:
+    """A fresh database on the MariaDB server at ``MARIADB_URL``; its URL, dropped afterwards."""
+    server = sqlalchemy.create_engine(MARIADB_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+            conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    except sqlalchemy.exc.OperationalError as exc:
+        server.dispose()
+        raise RuntimeError(
+            f"MariaDB at {MARIADB_URL} is unreachable ({exc.orig}); "
+            "run scripts/install-system-deps (as root) to install and start it, "
+            "or set SYNCD_TEST_MARIADB_URL"
+        ) from exc
+    try:
+        yield make_url(MARIADB_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        server.dispose()

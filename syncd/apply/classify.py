@@ -1,7 +1,7 @@
 """Error classification: transient (try again later) or permanent (dead-letter), by driver codes.
 
-Pure functions of the codes drivers report (PostgreSQL SQLSTATE, SQLite result codes) — never of
-message text — so each rule can be unit-tested without a database.
+Pure functions of the codes drivers report (PostgreSQL SQLSTATE, SQLite result codes, MySQL error
+numbers) — never of message text — so each rule can be unit-tested without a database.
 """
 
 from __future__ import annotations
@@ -60,3 +60,44 @@ def classify_sqlite(result_code: int | None) -> Failure:
     if result_code & 0xFF == 14:  # SQLITE_CANTOPEN: the file or its directory is not there
         return Failure.OUTAGE
     return Failure.TRANSIENT if result_code & 0xFF in _SQLITE_TRANSIENT else Failure.PERMANENT
+
+
+# MySQL/MariaDB error numbers (``error.args[0]``). Server errors are below 2000, client
+# (driver) errors 2000–2999.
+_MYSQL_OUTAGE = {
+    1053,  # ER_SERVER_SHUTDOWN: the server is going down
+    1927,  # ER_CONNECTION_KILLED (MariaDB)
+    2002,  # CR_CONNECTION_ERROR: cannot connect (socket)
+    2003,  # CR_CONN_HOST_ERROR: cannot connect (TCP)
+    2006,  # CR_SERVER_GONE_ERROR
+    2013,  # CR_SERVER_LOST: lost connection during a query
+    2055,  # CR_SERVER_LOST_EXTENDED
+}
+_MYSQL_TRANSIENT = {
+    1205,  # ER_LOCK_WAIT_TIMEOUT: innodb_lock_wait_timeout passed
+    1213,  # ER_LOCK_DEADLOCK
+    1317,  # ER_QUERY_INTERRUPTED: syncd's apply deadline sent KILL QUERY
+    1969,  # ER_STATEMENT_TIMEOUT (MariaDB max_statement_time)
+    3024,  # ER_QUERY_TIMEOUT (MySQL max_execution_time)
+    3572,  # ER_LOCK_NOWAIT
+    1040,  # ER_CON_COUNT_ERROR: too many connections
+    1021,  # ER_DISK_FULL
+    1037,  # ER_OUT_OF_MEMORY
+    1038,  # ER_OUT_OF_SORTMEMORY
+    1041,  # ER_OUT_OF_RESOURCES
+}
+
+
+def classify_mysql(errno: int | None, driver_connection_error: bool) -> Failure:
+    """Classify a MySQL/MariaDB error by its error number.
+
+    Everything else — duplicate key 1062, foreign key 1452, data too long 1406, bad value
+    1366, out of range 1264, CHECK 4025 (MariaDB) / 3819 (MySQL), unknown column 1054 — is the
+    data or the schema, and permanent. Without a number (pymysql reports 0 for a closed
+    connection) it is an outage only if the driver lost the connection.
+    """
+    if not errno:
+        return Failure.OUTAGE if driver_connection_error else Failure.PERMANENT
+    if errno in _MYSQL_OUTAGE:
+        return Failure.OUTAGE
+    return Failure.TRANSIENT if errno in _MYSQL_TRANSIENT else Failure.PERMANENT

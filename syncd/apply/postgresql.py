@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg2
+import sqlalchemy as sa
 from sqlalchemy import create_engine
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
+from syncd.apply import on_conflict
 from syncd.apply.classify import Failure, classify_postgresql
 
-__all__ = ["cancel", "classify", "engine", "insert"]
+__all__ = ["cancel", "classify", "engine", "insert", "position_advancer", "upsert_statement"]
 
 
 def engine(url: str, timeout_s: float) -> Engine:
@@ -43,3 +46,13 @@ def cancel(dbapi_connection: Any) -> None:
 def classify(error: BaseException) -> Failure:
     connection_error = isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError)
     return classify_postgresql(getattr(error, "pgcode", None), connection_error)
+
+
+def upsert_statement(
+    table: sa.TableClause, key_columns: Sequence[str], update_columns: Sequence[str]
+) -> Any:
+    return on_conflict.upsert_statement(insert, table, key_columns, update_columns)
+
+
+def position_advancer(table: sa.Table) -> on_conflict.PositionAdvancer:
+    return on_conflict.position_advancer(insert, table)

@@ -18,9 +18,10 @@ from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.apply import postgresql, sqlite
+from syncd.apply import mysql, postgresql, sqlite
 from syncd.apply.classify import Failure
 from syncd.apply.deadline import Deadline
 from syncd.apply.plan import Change, KeyAction, Verdict, plan_batch
@@ -29,7 +30,9 @@ from syncd.mapping import Mapping
 
 log = logging.getLogger(__name__)
 
-DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
+# Each module: engine(url, timeout_s), cancel(dbapi_connection), classify(error),
+# upsert_statement(table, key_columns, update_columns) and position_advancer(positions table).
+DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite, "mysql": mysql}
 _CHUNK = 500  # rows per statement for IN lists and multi-row VALUES with RETURNING
 
 
@@ -37,14 +40,16 @@ def positions_table(name: str) -> sa.Table:
     """The position guard's table: the last applied source position per (mapping, key).
 
     Deleted keys keep their row (``deleted``), so a stale replay of a create after its delete is
-    still recognised as stale.
+    still recognised as stale. The key is 750 characters: 3,000 bytes in MySQL's utf8mb4, under
+    InnoDB's 3,072-byte index limit. MySQL compares it byte for byte (utf8mb4_bin), not by its
+    default case-insensitive collation, so keys differing only in case stay apart.
     """
     schema, table = split_table_name(name)
     return sa.Table(
         table,
         sa.MetaData(),
-        sa.Column("mapping", sa.String(100), primary_key=True),
-        sa.Column("row_key", sa.String(650), primary_key=True),
+        sa.Column("mapping", _binary_string(100), primary_key=True),
+        sa.Column("row_key", _binary_string(650), primary_key=True),
         sa.Column("position", sa.BigInteger, nullable=False),
         sa.Column("event_id", sa.String(200)),
         sa.Column("deleted", sa.Boolean, nullable=False),
@@ -56,6 +61,12 @@ def positions_table(name: str) -> sa.Table:
             server_default=sa.func.current_timestamp(),
         ),
         schema=schema,
+    )
+
+
+def _binary_string(length: int) -> sa.types.TypeEngine[str]:
+    return sa.String(length).with_variant(
+        mysql_types.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
     )
 
 
@@ -74,7 +85,7 @@ def split_table_name(name: str) -> tuple[str | None, str]:
 
 
 class SqlApplier:
-    """Applies batches to one target database (PostgreSQL or SQLite)."""
+    """Applies batches to one target database (PostgreSQL, SQLite, or MariaDB/MySQL)."""
 
     def __init__(
         self,
@@ -103,7 +114,7 @@ class SqlApplier:
         self._timeout_s = timeout_s
         self._deadline_watch = Deadline(timeout_s, self._cancel, name)
         self._positions = positions_table(positions)
-        self._advance_statement = self._advance_positions_statement()
+        self._advance = dialect.position_advancer(self._positions)
         self._targets: dict[str, Target] = {}
         self._statements: dict[Any, Any] = {}
 
@@ -218,7 +229,6 @@ class SqlApplier:
         self, conn: Connection, mapping: Mapping, actions: list[KeyAction]
     ) -> set[str]:
         """Move each key's position forward, only where it is still older; the keys moved."""
-        advanced: set[str] = set()
         rows = [
             {
                 "mapping": mapping.name,
@@ -230,27 +240,7 @@ class SqlApplier:
             }
             for a in actions
         ]
-        # executemany of one cached statement: SQLAlchemy sends it as multi-row VALUES pages
-        # and gathers RETURNING across them, without compiling SQL for every batch.
-        if rows:
-            advanced.update(conn.execute(self._advance_statement, rows).scalars())
-        return advanced
-
-    def _advance_positions_statement(self) -> Any:
-        """Insert a key's position, or move it forward — only where the stored one is older."""
-        table = self._positions
-        stmt = self._dialect.insert(table)
-        return stmt.on_conflict_do_update(
-            index_elements=[table.c.mapping, table.c.row_key],
-            set_={
-                "position": stmt.excluded.position,
-                "event_id": stmt.excluded.event_id,
-                "deleted": stmt.excluded.deleted,
-                "source_ts_ms": stmt.excluded.source_ts_ms,
-                "applied_at": sa.func.current_timestamp(),
-            },
-            where=table.c.position < stmt.excluded.position,
-        ).returning(table.c.row_key)
+        return self._advance(conn, rows) if rows else set()
 
     def _write_rows(self, conn: Connection, mapping: Mapping, actions: list[KeyAction]) -> None:
         target = self._targets[mapping.name]
@@ -278,18 +268,8 @@ class SqlApplier:
         cache_key = (target.table.name, target.table.schema, columns)
         stmt = self._statements.get(cache_key)
         if stmt is None:
-            insert = self._dialect.insert(target.table)
-            updates = {c: insert.excluded[c] for c in columns if c not in target.key}
-            stmt = (
-                insert.on_conflict_do_update(index_elements=list(target.key), set_=updates)
-                if updates
-                else insert.on_conflict_do_nothing(index_elements=list(target.key))
-            )
-            # RETURNING makes SQLAlchemy send an executemany of this upsert as multi-row VALUES
-            # pages (it does not for ON CONFLICT without RETURNING): one round trip per page
-            # instead of one per row. Rows are unique per key within a batch, so a page never
-            # touches a row twice.
-            stmt = stmt.returning(target.table.c[target.key[0]])
+            updates = [c for c in columns if c not in target.key]
+            stmt = self._dialect.upsert_statement(target.table, target.key, updates)
             self._statements[cache_key] = stmt
         return stmt
 

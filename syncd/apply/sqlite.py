@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Engine
 
+from syncd.apply import on_conflict
 from syncd.apply.classify import Failure, classify_sqlite
 
-__all__ = ["cancel", "classify", "engine", "insert"]
+__all__ = ["cancel", "classify", "engine", "insert", "position_advancer", "upsert_statement"]
 
 
 def engine(url: str, timeout_s: float) -> Engine:
@@ -37,3 +40,13 @@ def cancel(dbapi_connection: Any) -> None:
 
 def classify(error: BaseException) -> Failure:
     return classify_sqlite(getattr(error, "sqlite_errorcode", None))
+
+
+def upsert_statement(
+    table: sa.TableClause, key_columns: Sequence[str], update_columns: Sequence[str]
+) -> Any:
+    return on_conflict.upsert_statement(insert, table, key_columns, update_columns)
+
+
+def position_advancer(table: sa.Table) -> on_conflict.PositionAdvancer:
+    return on_conflict.position_advancer(insert, table)

@@ -1,4 +1,4 @@
-"""The suite every SQL applier passes, against real databases (SQLite and PostgreSQL)."""
+"""The suite every SQL applier passes, against real databases (SQLite, PostgreSQL, MariaDB)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from syncd.events import ChangeEvent
 from syncd.mapping import ColumnMap, Mapping, OnDelete
 from syncd.routing import Router
 
+# Portable to all three: MySQL cannot key a TEXT column, hence VARCHAR for pairs.b.
 SCHEMA = """
 CREATE TABLE dim_customer (customer_id INTEGER PRIMARY KEY, full_name TEXT, email TEXT,
                            score INTEGER CHECK (score IS NULL OR score >= 0));
 CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT, total NUMERIC, deleted_at TEXT);
-CREATE TABLE pairs (a INTEGER NOT NULL, b TEXT NOT NULL, v TEXT, PRIMARY KEY (a, b));
+CREATE TABLE pairs (a INTEGER NOT NULL, b VARCHAR(100) NOT NULL, v TEXT, PRIMARY KEY (a, b));
 """
 
 

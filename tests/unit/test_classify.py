@@ -1,6 +1,6 @@
 import pytest
 
-from syncd.apply.classify import Failure, classify_postgresql, classify_sqlite
+from syncd.apply.classify import Failure, classify_mysql, classify_postgresql, classify_sqlite
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,33 @@ def test_postgresql_error_without_sqlstate_is_an_outage_only_if_the_connection_f
 )
 def test_sqlite_errors_are_classified_by_result_code(code: int | None, expected: Failure) -> None:
     assert classify_sqlite(code) is expected
+
+
+@pytest.mark.parametrize(
+    ("errno", "expected"),
+    [
+        (1213, Failure.TRANSIENT),  # deadlock
+        (1205, Failure.TRANSIENT),  # lock wait timeout
+        (1317, Failure.TRANSIENT),  # query interrupted (KILL QUERY from the apply deadline)
+        (1969, Failure.TRANSIENT),  # MariaDB max_statement_time exceeded
+        (2002, Failure.OUTAGE),  # cannot connect (socket)
+        (2003, Failure.OUTAGE),  # cannot connect (TCP)
+        (2006, Failure.OUTAGE),  # server has gone away
+        (2013, Failure.OUTAGE),  # lost connection during query
+        (1062, Failure.PERMANENT),  # duplicate entry
+        (1452, Failure.PERMANENT),  # foreign key constraint fails
+        (1406, Failure.PERMANENT),  # data too long
+        (1366, Failure.PERMANENT),  # incorrect value for column
+        (1264, Failure.PERMANENT),  # out of range
+        (4025, Failure.PERMANENT),  # CHECK constraint failed (MariaDB)
+        (1054, Failure.PERMANENT),  # unknown column
+    ],
+)
+def test_mysql_errors_are_classified_by_error_number(errno: int, expected: Failure) -> None:
+    assert classify_mysql(errno, driver_connection_error=False) is expected
+
+
+def test_mysql_error_without_a_number_is_an_outage_only_if_the_connection_failed() -> None:
+    assert classify_mysql(0, driver_connection_error=True) is Failure.OUTAGE
+    assert classify_mysql(None, driver_connection_error=True) is Failure.OUTAGE
+    assert classify_mysql(None, driver_connection_error=False) is Failure.PERMANENT

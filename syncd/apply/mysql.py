@@ -1,0 +1,151 @@
+"""MariaDB/MySQL specifics: ON DUPLICATE KEY UPDATE, timeouts, KILL QUERY, error numbers.
+
+MySQL has no ``ON CONFLICT … WHERE … RETURNING``, so positions advance in two steps under a
+row lock: read the stored positions ``FOR UPDATE`` (no other writer can move them until this
+transaction ends), then upsert them — the keys that advance are then known from the read.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import pymysql
+import sqlalchemy as sa
+from sqlalchemy import create_engine, event
+from sqlalchemy.dialects.mysql import insert
+from sqlalchemy.engine import Connection, Engine
+
+from syncd.apply.classify import Failure, classify_mysql
+from syncd.apply.on_conflict import PositionAdvancer
+
+__all__ = ["cancel", "classify", "engine", "insert", "position_advancer", "upsert_statement"]
+
+_CHUNK = 500  # keys per SELECT … FOR UPDATE
+_connect_parameters: weakref.WeakKeyDictionary[Any, tuple[list[Any], dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def engine(url: str, timeout_s: float) -> Engine:
+    timeout_whole_s = max(1, round(timeout_s))
+    created = create_engine(
+        url,
+        connect_args={
+            "connect_timeout": timeout_whole_s,
+            # The server ends statements at the deadline itself; twice that without a byte from
+            # it means it is gone (pymysql has no TCP keepalives): the batch waits as an outage.
+            "read_timeout": 2 * timeout_whole_s,
+            "write_timeout": 2 * timeout_whole_s,
+            # Byte-exact keys and row values whatever the server's default character set.
+            "charset": "utf8mb4",
+        },
+    )
+
+    @event.listens_for(created, "do_connect")
+    def _remember_parameters(
+        dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> Any:
+        dbapi_connection = dialect.loaded_dbapi.connect(*cargs, **cparams)
+        # cancel() opens a second connection exactly like this one (host, socket, TLS, user).
+        _connect_parameters[dbapi_connection] = (list(cargs), dict(cparams))
+        return dbapi_connection
+
+    @event.listens_for(created, "connect")
+    def _timeouts(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # Waiting for another writer's row lock ends at the apply deadline (whole seconds, at
+        # least 1); the batch is then retried.
+        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {timeout_whole_s}")
+        if "mariadb" in dbapi_connection.get_server_info().lower():
+            # MariaDB ends any statement past the deadline; MySQL's max_execution_time covers
+            # SELECT only, so there the deadline thread's KILL QUERY does it.
+            cursor.execute(f"SET SESSION max_statement_time = {float(timeout_s)}")
+        cursor.close()
+
+    return created
+
+
+def cancel(dbapi_connection: Any) -> None:
+    """Kill the statement running on ``dbapi_connection``, from a second connection.
+
+    pymysql cannot cancel on the connection itself. The victim's statement fails with error
+    1317 (transient) and its connection stays usable.
+    """
+    cargs, cparams = _connect_parameters[dbapi_connection]
+    killer = pymysql.connect(*cargs, **{**cparams, "connect_timeout": 5})
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute(f"KILL QUERY {int(dbapi_connection.thread_id())}")
+    finally:
+        killer.close()
+
+
+def classify(error: BaseException) -> Failure:
+    args = getattr(error, "args", ())
+    errno = args[0] if args and isinstance(args[0], int) else None
+    connection_error = isinstance(error, pymysql.err.OperationalError | pymysql.err.InterfaceError)
+    return classify_mysql(errno, connection_error)
+
+
+def upsert_statement(
+    table: sa.TableClause, key_columns: Sequence[str], update_columns: Sequence[str]
+) -> Any:
+    stmt = insert(table)
+    if not update_columns:
+        # Setting the key to itself is a no-op update; INSERT IGNORE would also silence
+        # genuine errors (bad values, CHECK) as warnings.
+        return stmt.on_duplicate_key_update({key_columns[0]: table.c[key_columns[0]]})
+    return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update_columns})
+
+
+def position_advancer(table: sa.Table) -> PositionAdvancer:
+    """Insert a key's position, or move it forward — only where the stored one is older."""
+    stmt = insert(table)
+    newer = table.c.position < stmt.inserted.position
+
+    def where_newer(column: str) -> Any:
+        return sa.func.if_(newer, stmt.inserted[column], table.c[column])
+
+    # MySQL assigns left to right and later expressions see earlier assignments: position
+    # must come last, or every other column would compare against the new position.
+    upsert = stmt.on_duplicate_key_update(
+        [
+            ("event_id", where_newer("event_id")),
+            ("deleted", where_newer("deleted")),
+            ("source_ts_ms", where_newer("source_ts_ms")),
+            ("applied_at", sa.func.if_(newer, sa.func.current_timestamp(), table.c.applied_at)),
+            ("position", where_newer("position")),
+        ]
+    )
+
+    def advance(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        stored = _locked_positions(conn, table, rows)
+        conn.execute(upsert, rows)
+        # The read above holds the rows' locks until commit, so the conditional upsert moved
+        # exactly the keys that were older (or absent) when read.
+        return {
+            row["row_key"]
+            for row in rows
+            if (row["mapping"], row["row_key"]) not in stored
+            or stored[row["mapping"], row["row_key"]] < row["position"]
+        }
+
+    return advance
+
+
+def _locked_positions(
+    conn: Connection, table: sa.Table, rows: list[dict[str, Any]]
+) -> dict[tuple[str, str], int]:
+    p = table.c
+    keys = sorted({(row["mapping"], row["row_key"]) for row in rows})
+    stored: dict[tuple[str, str], int] = {}
+    for start in range(0, len(keys), _CHUNK):
+        query = (
+            sa.select(p.mapping, p.row_key, p.position)
+            .where(sa.tuple_(p.mapping, p.row_key).in_(keys[start : start + _CHUNK]))
+            .with_for_update()
+        )
+        stored.update({(r.mapping, r.row_key): r.position for r in conn.execute(query)})
+    return stored
