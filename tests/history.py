@@ -108,3 +108,22 @@ def random_history(source: Source, keys: int, operations: int, seed: int) -> Non
     for key in range(1, keys + 1):
         source.create(key, op=rng.choice("cr"))
     random_changes(source, rng, keys, operations)
+
+
+def as_messages(events: list[dict[str, Any]], rng: random.Random) -> list[Any]:
+    """How publishers send them: mostly single events, some arrays of several, some wrapped in
+    Debezium's {schema, payload}."""
+    messages: list[Any] = []
+    i = 0
+    while i < len(events):
+        roll = rng.random()
+        if roll < 0.1:
+            size = rng.randint(2, 6)
+            messages.append(events[i : i + size])
+            i += size
+            continue
+        messages.append(
+            {"schema": {"type": "struct"}, "payload": events[i]} if roll < 0.2 else events[i]
+        )
+        i += 1
+    return messages

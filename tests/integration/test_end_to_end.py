@@ -17,29 +17,10 @@ import pytest
 import sqlalchemy as sa
 
 from tests.harness import Daemon, StompClient, wait_until, write_config
-from tests.history import MAPPING, TABLE, Source, random_history
+from tests.history import MAPPING, TABLE, Source, as_messages, random_history
 from tests.services import Broker, PostgresCluster
 
 _runs = itertools.count(1)
-
-
-def as_messages(events: list[dict[str, Any]], seed: int) -> list[Any]:
-    """Mostly single events; some arrays of several; some in Debezium's {schema, payload}."""
-    rng = random.Random(seed)
-    messages: list[Any] = []
-    i = 0
-    while i < len(events):
-        roll = rng.random()
-        if roll < 0.1:
-            size = rng.randint(2, 6)
-            messages.append(events[i : i + size])
-            i += size
-            continue
-        messages.append(
-            {"schema": {"type": "struct"}, "payload": events[i]} if roll < 0.2 else events[i]
-        )
-        i += 1
-    return messages
 
 
 @dataclass
@@ -83,7 +64,7 @@ def bad_messages(setup: Setup) -> list[tuple[str, str]]:
         "after": {"id": 999_999, "name": "negative", "email": "n@x", "score": -1},
         "source": {"name": source.system, "schema": "public", "table": "customers", "seq": 1},
     }
-    good = {
+    good: dict[str, Any] = {
         "op": "c",
         "after": {"id": 888_888, "name": "neighbour", "email": "OK@x", "score": 1},
         "source": {"name": source.system, "schema": "public", "table": "customers", "seq": 2},
@@ -130,7 +111,7 @@ def test_history_with_duplicates_stale_replays_and_bad_messages_converges(setup:
     replays = [*rng.sample(source.events, 40), create_of_deleted]  # duplicates, stale ones
     daemon = Daemon(setup.config).start()
     try:
-        setup.client.send_events(setup.queue, as_messages(source.events, seed=11))
+        setup.client.send_events(setup.queue, as_messages(source.events, random.Random(11)))
         setup.client.send_events(setup.queue, replays)
         expected_dead = bad_messages(setup)
         expected = source.expected()

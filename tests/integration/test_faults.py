@@ -33,7 +33,15 @@ import stomp
 from sqlalchemy.pool import NullPool
 
 from tests.harness import Daemon, Received, StompClient, wait_until, write_config
-from tests.history import MAPPING, TABLE, Row, Source, random_changes, random_history
+from tests.history import (
+    MAPPING,
+    TABLE,
+    Row,
+    Source,
+    as_messages,
+    random_changes,
+    random_history,
+)
 from tests.services import Broker, PostgresCluster
 
 _runs = itertools.count(1)
@@ -88,21 +96,9 @@ def poison(source: Source, number: int, kind: str) -> Poison:
 POISON_KINDS = ("not-json", "not-an-event", "no-mapping", "rejected", "bad-in-array")
 
 
-def as_messages(events: list[dict[str, Any]], rng: random.Random) -> list[str]:
+def message_bodies(events: list[dict[str, Any]], rng: random.Random) -> list[str]:
     """Message bodies: mostly single events, some arrays, some Debezium {schema, payload}."""
-    messages: list[str] = []
-    i = 0
-    while i < len(events):
-        roll = rng.random()
-        if roll < 0.1:
-            size = rng.randint(2, 6)
-            messages.append(json.dumps(events[i : i + size]))
-            i += size
-            continue
-        wrapped = {"schema": {"type": "struct"}, "payload": events[i]} if roll < 0.2 else events[i]
-        messages.append(json.dumps(wrapped))
-        i += 1
-    return messages
+    return [json.dumps(message) for message in as_messages(events, rng)]
 
 
 def with_replays(messages: list[str], rng: random.Random, count: int) -> list[str]:
@@ -371,7 +367,7 @@ def test_broker_sigkill_and_restart_mid_stream_loses_nothing(
     source = Source(rig.system)
     random_history(source, keys=300, operations=9000, seed=21)
     rng = random.Random(22)
-    messages = with_replays(as_messages(source.events, rng), rng, count=300)
+    messages = with_replays(message_bodies(source.events, rng), rng, count=300)
     bad = [poison(source, n, kind) for n, kind in enumerate(("not-json", "no-mapping", "rejected"))]
     # Spread over the stream: before, around and after the kill.
     for item, fraction in zip(bad, (0.1, 0.5, 0.9), strict=True):
@@ -422,7 +418,7 @@ def test_database_outage_of_eight_seconds_pauses_and_resumes(
     rng = random.Random(32)
     bad = [poison(source, n, kind) for n, kind in enumerate(POISON_KINDS)]
     messages = with_poison(
-        with_replays(as_messages(source.events, rng), rng, 200), source, bad, rng
+        with_replays(message_bodies(source.events, rng), rng, 200), source, bad, rng
     )
     # Part of the stream is on the queue when the database goes away, the rest arrives
     # while it is away.
@@ -618,7 +614,7 @@ def test_sigkill_of_the_daemon_during_a_poison_heavy_stream(
     source = Source(rig.system)
     random_history(source, keys=300, operations=9000, seed=51)
     rng = random.Random(52)
-    messages = with_replays(as_messages(source.events, rng), rng, count=300)
+    messages = with_replays(message_bodies(source.events, rng), rng, count=300)
     bad = [poison(source, n, POISON_KINDS[n % len(POISON_KINDS)]) for n in range(400)]
     messages = with_poison(messages, source, bad, rng)  # about one message in twenty
     rig.publish(messages)
