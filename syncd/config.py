@@ -40,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "mappings": "mappings/",  # relative to the config file's directory
     "state_dir": "var/",  # the delivery ledger (crash-loop counts); relative to the config file
     "apply": {
-        "batch_max_messages": 100,
+        "batch_max_messages": 500,
         "batch_linger_ms": 20,
         "positions_table": "syncd_positions",
         "timeout_s": 30.0,  # deadline of one apply: statement timeout in the database, and ours

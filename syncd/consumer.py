@@ -2,8 +2,9 @@
 
 It knows messages, events and appliers — not STOMP frames, not SQL. One pass:
 
-1. take up to ``batch_max_messages`` messages, lingering ``batch_linger_ms`` for stragglers
-   (a batch never waits for more messages than ActiveMQ will page in, so it cannot stall);
+1. take up to ``batch_max_messages`` messages, lingering at most ``batch_linger_ms`` for
+   stragglers and closing at a pause in the stream (so a batch never waits for messages
+   ActiveMQ will not page in before it is acknowledged);
 2. decode each message and route each event to its mappings' changes;
 3. apply the changes per target database, one transaction each (retries, poison isolation);
 4. settle: dead-letter what failed and acknowledge the batch, together.
@@ -36,6 +37,7 @@ from syncd.stats import Stats
 log = logging.getLogger(__name__)
 
 WHOLE_MESSAGE = -1  # the failure index of a message that could not be decoded at all
+PAUSE_S = 0.005  # no message for this long: the batch is as full as it will get soon
 
 
 class Progress(Protocol):
@@ -169,7 +171,11 @@ class ApplyLoop:
         batch = [first]
         deadline = time.monotonic() + self._settings.batch_linger_ms / 1000
         while len(batch) < self._settings.batch_max_messages:
-            message = self._broker.receive(max(0.0, deadline - time.monotonic()))
+            # A pause in the stream ends the batch: under a backlog messages come back to back,
+            # and a pause means the broker has no more for now (ActiveMQ pages in only so many
+            # unacknowledged messages) — waiting out the whole linger would only add latency.
+            left = deadline - time.monotonic()
+            message = self._broker.receive(min(max(0.0, left), PAUSE_S))
             if message is None:
                 break
             batch.append(message)

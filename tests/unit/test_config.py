@@ -51,7 +51,7 @@ def test_minimal_config_gets_every_default_from_the_table(tmp_path: Path) -> Non
     assert config.broker.queue_prefix == "/queue/syncd."
     assert config.broker.dead_letter_queue == "/queue/syncd.DLQ"
     assert config.broker.publish_batch_events == 500
-    assert config.apply.batch_max_messages == 100
+    assert config.apply.batch_max_messages == 500
     assert config.apply.batch_linger_ms == 20
     assert config.apply.positions_table == "syncd_positions"
     assert config.retry.attempts == 5
