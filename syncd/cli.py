@@ -88,15 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            epilog=EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        _add_config_option(sub)
-        return sub
+        return _subcommand(commands, name, help_text, EPILOG)
 
     run = command("run", "Run the daemon: consume change events and apply them (until SIGTERM).")
     run.set_defaults(command=_run)
@@ -127,6 +119,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    epilog: str,
+) -> argparse.ArgumentParser:
+    """A command with its description wrapped, the exit-code epilog kept as written, and -c."""
+    sub = subparsers.add_parser(
+        name,
+        help=help_text,
+        description=textwrap.fill(help_text, 92),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config_option(sub)
+    return sub
+
+
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
@@ -151,15 +161,7 @@ def _add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     actions = dlq.add_subparsers(title="dlq commands", required=True, metavar="ACTION")
 
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = actions.add_parser(
-            name,
-            help=help_text,
-            description=textwrap.fill(help_text, 92),
-            epilog=DLQ_EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        _add_config_option(sub)
-        return sub
+        return _subcommand(actions, name, help_text, DLQ_EPILOG)
 
     listing = action(
         "list",
