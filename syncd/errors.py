@@ -82,3 +82,14 @@ class TargetOutage(TargetUnavailable):
 
 class PermanentApplyError(SyncdError):
     """The target rejected the change for good (constraint, type, unknown column, ...)."""
+
+
+class SourceUnavailable(SyncdError):
+    """The source database cannot be reached, or its capture connection dropped."""
+
+
+class CaptureError(SyncdError):
+    """The source is not prepared for capture, or refuses it (no slot, no outbox, no rights).
+
+    The message says what to run or change (``syncd capture install``, ``wal_level``…).
+    """
