@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import stomp
 import stomp.exception
 
+from syncd.broker import frames
 from syncd.config import BrokerConfig
 from syncd.errors import BrokerUnavailable
 
@@ -85,6 +86,7 @@ def _connect_to(
         heart_beat_receive_scale=2.5,
     )
     conn.set_listener("syncd", listener)
+    frames.speed_up(conn)
     try:
         conn.connect(
             config.user,
