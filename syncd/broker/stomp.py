@@ -12,10 +12,10 @@ deadline — is ``connection.connect_first``'s, and reconnecting is the caller's
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +36,7 @@ class _Listener(Listener):
         self._generation = generation
 
     def on_message(self, frame: Any) -> None:
-        headers = dict(frame.headers)
+        headers = frame.headers  # a dict of this frame's own, not shared
         body = frame.body if isinstance(frame.body, bytes) else frame.body.encode()
         self._broker._inbox.put(
             Message(
@@ -61,6 +61,37 @@ class _Listener(Listener):
         self._broker._dropped(self._generation)
 
 
+class _Inbox:
+    """Delivered messages, handed from stomp.py's receiver thread to the apply loop.
+
+    A deque (its append and popleft are atomic) with an event that is set only when the taker
+    may be waiting: under a backlog a hand-over costs no lock and wakes no thread. The event is
+    cleared before the taker looks again, so a message put in between is never missed.
+    """
+
+    def __init__(self) -> None:
+        self._messages: deque[Message] = deque()
+        self._arrived = threading.Event()
+
+    def put(self, message: Message) -> None:
+        self._messages.append(message)
+        if not self._arrived.is_set():
+            self._arrived.set()
+
+    def get(self, timeout_s: float) -> Message | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self._messages.popleft()
+            except IndexError:
+                self._arrived.clear()
+                if self._messages:
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._arrived.wait(left):
+                    return None
+
+
 class StompBroker:
     """A STOMP 1.2 connection: subscribe, receive, cumulative ack, and transactional sends."""
 
@@ -72,7 +103,7 @@ class StompBroker:
         self._connected = False
         self._subscriptions: dict[str, str] = {}
         self._subscription_count = 0
-        self._inbox: queue.Queue[Message] = queue.Queue()
+        self._inbox = _Inbox()
         self._receipts: dict[str, threading.Event] = {}
         self._failed_receipts: set[str] = set()
         self._lock = threading.Lock()
@@ -115,7 +146,7 @@ class StompBroker:
         self._generation += 1  # what is still in the inbox belongs to the old connection
         if conn is not None:
             quietly_disconnect(conn)
-        self._inbox = queue.Queue()
+        self._inbox = _Inbox()
 
     # -- consuming ------------------------------------------------------------------------
 
@@ -161,12 +192,8 @@ class StompBroker:
         """
         deadline = time.monotonic() + timeout_s
         while True:
-            try:
-                left = deadline - time.monotonic()
-                message = self._inbox.get(timeout=left) if left > 0 else self._inbox.get_nowait()
-            except queue.Empty:
-                return None
-            if message.destination in self._subscriptions:
+            message = self._inbox.get(max(0.0, deadline - time.monotonic()))
+            if message is None or message.destination in self._subscriptions:
                 return message
 
     def settle(self, last: Sequence[Message], dead_letters: Sequence[Outgoing]) -> bool:
