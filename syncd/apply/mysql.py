@@ -17,10 +17,19 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.engine import Connection, Engine
 
+from syncd.apply import core
 from syncd.apply.classify import Failure, classify_mysql
-from syncd.apply.on_conflict import PositionAdvancer
+from syncd.apply.core import PositionAdvancer
 
-__all__ = ["cancel", "classify", "engine", "insert", "position_advancer", "upsert_statement"]
+__all__ = [
+    "cancel",
+    "classify",
+    "engine",
+    "insert",
+    "position_advancer",
+    "position_reader",
+    "upserter",
+]
 
 _CHUNK = 500  # keys per SELECT … FOR UPDATE
 _connect_parameters: weakref.WeakKeyDictionary[Any, tuple[list[Any], dict[str, Any]]] = (
@@ -149,3 +158,13 @@ def _locked_positions(
         )
         stored.update({(r.mapping, r.row_key): r.position for r in conn.execute(query)})
     return stored
+
+
+def upserter(
+    table: sa.TableClause, key_columns: Sequence[str], columns: Sequence[str]
+) -> core.Upsert:
+    updates = [c for c in columns if c not in key_columns]
+    return core.upserter(upsert_statement(table, key_columns, updates))
+
+
+position_reader = core.position_reader

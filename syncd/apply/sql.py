@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd.apply import mysql, postgresql, sqlite
 from syncd.apply.classify import Failure
+from syncd.apply.core import Upsert
 from syncd.apply.deadline import Deadline
 from syncd.apply.plan import Change, KeyAction, Verdict, plan_batch
 from syncd.errors import PermanentApplyError, Problem, TargetOutage, TargetUnavailable
@@ -30,8 +31,8 @@ from syncd.mapping import Mapping
 
 log = logging.getLogger(__name__)
 
-# Each module: engine(url, timeout_s), cancel(dbapi_connection), classify(error),
-# upsert_statement(table, key_columns, update_columns) and position_advancer(positions table).
+# Each module: engine(url, timeout_s), cancel(dbapi_connection), classify(error), and the
+# statements of syncd.apply.core: position_reader, position_advancer and upserter.
 DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite, "mysql": mysql}
 _CHUNK = 500  # rows per statement for IN lists and multi-row VALUES with RETURNING
 
@@ -114,9 +115,10 @@ class SqlApplier:
         self._timeout_s = timeout_s
         self._deadline_watch = Deadline(timeout_s, self._cancel, name)
         self._positions = positions_table(positions)
+        self._read_positions = dialect.position_reader(self._positions)
         self._advance = dialect.position_advancer(self._positions)
         self._targets: dict[str, Target] = {}
-        self._statements: dict[Any, Any] = {}
+        self._upserts: dict[tuple[str, str | None, tuple[str, ...]], Upsert] = {}
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -201,7 +203,7 @@ class SqlApplier:
 
     def _apply_mapping(self, conn: Connection, changes: list[Change]) -> list[Verdict]:
         mapping = changes[0].mapping
-        stored = self._stored_positions(conn, mapping, {c.key for c in changes})
+        stored = self._read_positions(conn, mapping.name, list({c.key for c in changes}))
         actions, verdicts = plan_batch(changes, stored)
         advanced = self._advance_positions(conn, mapping, list(actions.values()))
         # A key whose position another writer advanced meanwhile lost the race: its changes are
@@ -211,19 +213,6 @@ class SqlApplier:
                 verdicts[i] = Verdict.STALE
         self._write_rows(conn, mapping, [a for a in actions.values() if a.key in advanced])
         return verdicts
-
-    def _stored_positions(
-        self, conn: Connection, mapping: Mapping, keys: set[str]
-    ) -> dict[str, int]:
-        p = self._positions.c
-        stored: dict[str, int] = {}
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), _CHUNK):
-            query = sa.select(p.row_key, p.position).where(
-                p.mapping == mapping.name, p.row_key.in_(ordered[start : start + _CHUNK])
-            )
-            stored.update({row.row_key: row.position for row in conn.execute(query)})
-        return stored
 
     def _advance_positions(
         self, conn: Connection, mapping: Mapping, actions: list[KeyAction]
@@ -262,16 +251,15 @@ class SqlApplier:
                 row[soft_column] = _deleted_at(action) if action.delete else None
             by_columns[tuple(sorted(row))].append(row)
         for columns, rows in by_columns.items():
-            conn.execute(self._upsert(target, columns), rows)
+            self._upsert(target, columns)(conn, rows)
 
-    def _upsert(self, target: Target, columns: tuple[str, ...]) -> Any:
+    def _upsert(self, target: Target, columns: tuple[str, ...]) -> Upsert:
         cache_key = (target.table.name, target.table.schema, columns)
-        stmt = self._statements.get(cache_key)
-        if stmt is None:
-            updates = [c for c in columns if c not in target.key]
-            stmt = self._dialect.upsert_statement(target.table, target.key, updates)
-            self._statements[cache_key] = stmt
-        return stmt
+        upsert = self._upserts.get(cache_key)
+        if upsert is None:
+            upsert = self._dialect.upserter(target.table, target.key, columns)
+            self._upserts[cache_key] = upsert
+        return upsert
 
     @staticmethod
     def _key_clause(target: Target, actions: list[KeyAction]) -> sa.ColumnElement[bool]:

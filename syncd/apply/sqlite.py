@@ -8,12 +8,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects.sqlite import insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from syncd.apply import on_conflict
+from syncd.apply import core
 from syncd.apply.classify import Failure, classify_sqlite
 
-__all__ = ["cancel", "classify", "engine", "insert", "position_advancer", "upsert_statement"]
+__all__ = [
+    "cancel",
+    "classify",
+    "engine",
+    "insert",
+    "position_advancer",
+    "position_reader",
+    "upserter",
+]
 
 
 def engine(url: str, timeout_s: float) -> Engine:
@@ -45,8 +53,47 @@ def classify(error: BaseException) -> Failure:
 def upsert_statement(
     table: sa.TableClause, key_columns: Sequence[str], update_columns: Sequence[str]
 ) -> Any:
-    return on_conflict.upsert_statement(insert, table, key_columns, update_columns)
+    stmt = insert(table)
+    updates = {c: stmt.excluded[c] for c in update_columns}
+    stmt = (
+        stmt.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
+        if updates
+        else stmt.on_conflict_do_nothing(index_elements=list(key_columns))
+    )
+    # RETURNING makes SQLAlchemy send an executemany of this upsert as multi-row VALUES pages
+    # (it does not for ON CONFLICT without RETURNING): one round trip per page instead of one
+    # per row. Rows are unique per key within a batch, so a page never touches a row twice.
+    return stmt.returning(table.c[key_columns[0]])
 
 
-def position_advancer(table: sa.Table) -> on_conflict.PositionAdvancer:
-    return on_conflict.position_advancer(insert, table)
+def position_advancer(table: sa.Table) -> core.PositionAdvancer:
+    """Insert a key's position, or move it forward — only where the stored one is older."""
+    stmt = insert(table)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[table.c.mapping, table.c.row_key],
+        set_={
+            "position": stmt.excluded.position,
+            "event_id": stmt.excluded.event_id,
+            "deleted": stmt.excluded.deleted,
+            "source_ts_ms": stmt.excluded.source_ts_ms,
+            "applied_at": sa.func.current_timestamp(),
+        },
+        where=table.c.position < stmt.excluded.position,
+    ).returning(table.c.row_key)
+
+    def advance(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        # executemany of one cached statement: SQLAlchemy sends it as multi-row VALUES pages
+        # and gathers RETURNING across them; RETURNING names exactly the keys that moved.
+        return set(conn.execute(upsert, rows).scalars())
+
+    return advance
+
+
+def upserter(
+    table: sa.TableClause, key_columns: Sequence[str], columns: Sequence[str]
+) -> core.Upsert:
+    updates = [c for c in columns if c not in key_columns]
+    return core.upserter(upsert_statement(table, key_columns, updates))
+
+
+position_reader = core.position_reader

@@ -1,0 +1,49 @@
+"""What each dialect module hands the SQL applier, and the SQLAlchemy Core versions of it.
+
+A dialect module (``postgresql``, ``sqlite``, ``mysql``) exports ``position_reader``,
+``position_advancer`` and ``upserter``, each built once per table and called per batch inside
+the batch's transaction. SQLite and MySQL use the Core statements below; PostgreSQL, where
+throughput matters most, sends the same statements as driver SQL (``postgresql.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+CHUNK = 500  # keys per IN list
+
+# (conn, mapping name, row keys) -> {row key: stored position}
+PositionReader = Callable[[Connection, str, Sequence[str]], dict[str, int]]
+# (conn, position rows) -> the row keys whose position moved forward
+PositionAdvancer = Callable[[Connection, list[dict[str, Any]]], set[str]]
+# (conn, target rows, each a dict of the same columns) -> None
+Upsert = Callable[[Connection, list[dict[str, Any]]], None]
+
+
+def position_reader(table: sa.Table) -> PositionReader:
+    p = table.c
+
+    def read(conn: Connection, mapping: str, keys: Sequence[str]) -> dict[str, int]:
+        stored: dict[str, int] = {}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), CHUNK):
+            query = sa.select(p.row_key, p.position).where(
+                p.mapping == mapping, p.row_key.in_(ordered[start : start + CHUNK])
+            )
+            stored.update({row.row_key: row.position for row in conn.execute(query)})
+        return stored
+
+    return read
+
+
+def upserter(statement: Any) -> Upsert:
+    """An executemany of one cached Core upsert statement."""
+
+    def upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        conn.execute(statement, rows)
+
+    return upsert
