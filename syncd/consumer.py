@@ -9,7 +9,9 @@ It knows messages, events and appliers — not STOMP frames, not SQL. One pass:
 3. apply the changes per target database, one transaction each (retries, poison isolation);
 4. settle: dead-letter what failed and acknowledge the batch, together.
 
-Ack after commit: a crash in between only redelivers, and the positions make that harmless.
+Steps 1 and 2 of the next batch run on a helper thread while step 3 of this one waits for the
+database. Ack after commit: a crash in between only redelivers, and the positions make that
+harmless.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,6 +79,15 @@ class _Pending:
     array: bool = False
     events: list[Any] = field(default_factory=list)
     failures: dict[int, Reason] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    """Messages taken together, decoded and routed by the router of ``version``."""
+
+    items: list[_Pending]
+    version: int
 
 
 class ApplyLoop:
@@ -106,31 +118,39 @@ class ApplyLoop:
         self._status_at = 0.0
         self._max_delay_s = retry.max_backoff_ms / 1000
         self._reconnect_delay_s = retry.initial_backoff_ms / 1000
+        self._version = 0  # of the router: a batch decoded by an older one is decoded again
 
     def run(self, stopping: threading.Event) -> None:
         """Apply until ``stopping`` is set; the batch in hand is finished first."""
         policy = RetryPolicy(
             self._retry, stopping, waiting=self._waiting, retried=self._stats.retried
         )
-        while not stopping.is_set():
-            if not self._broker.connected and not self._reconnect(stopping):
-                continue
-            self._progress.alive()
-            self._report_status()
-            self._between_batches()
-            batch = self._take_batch()
-            if not batch:
+        # The next batch is taken and decoded while this one's SQL runs (the driver lets go of
+        # the GIL while it waits for the database): decoding is most of the loop's own work.
+        with ThreadPoolExecutor(1, thread_name_prefix="decode-ahead") as ahead:
+            upcoming: Future[_Batch] | None = None
+            while not stopping.is_set():
+                if not self._broker.connected and not self._reconnect(stopping):
+                    continue
+                self._progress.alive()
+                self._report_status()
+                self._between_batches()
+                batch = self._current(upcoming.result() if upcoming else self._take_decoded())
+                upcoming = None
+                if not batch:
+                    self._stats.maybe_report()
+                    continue
+                upcoming = ahead.submit(self._take_decoded)
+                try:
+                    self.process(batch, policy)
+                except Interrupted as exc:
+                    log.warning("batch left unacknowledged for redelivery: %s", exc)
                 self._stats.maybe_report()
-                continue
-            try:
-                self.process(batch, policy)
-            except Interrupted as exc:
-                log.warning("batch left unacknowledged for redelivery: %s", exc)
-            self._stats.maybe_report()
 
     def swap(self, router: Router, appliers: dict[str, Applier], settings: ApplyConfig) -> None:
         """Take new mappings and targets (a reload); call only between batches."""
         self._router, self._appliers, self._settings = router, appliers, settings
+        self._version += 1
 
     def _reconnect(self, stopping: threading.Event) -> bool:
         """Connect (hosts in order) and resubscribe; on failure wait, with capped backoff."""
@@ -164,6 +184,28 @@ class ApplyLoop:
             + (f"lag {lag:.1f} s" if lag is not None else "nothing applied yet")
         )
 
+    def _take_decoded(self) -> _Batch:
+        version = self._version
+        items = [_Pending(message) for message in self._take_batch()]
+        for item in items:
+            item.changes = self._decode_and_route(item)
+        return _Batch(items, version)
+
+    def _current(self, batch: _Batch) -> list[_Pending]:
+        """The batch's messages of the current connection, decoded by the current router.
+
+        Messages that came over an older connection are dropped (the broker redelivers them,
+        and an ack over a newer connection would mean nothing); a reload since decoding means
+        decoding again.
+        """
+        generation = self._broker.generation
+        items = [item for item in batch.items if item.message.generation == generation]
+        if batch.version != self._version:
+            items = [_Pending(item.message) for item in items]
+            for item in items:
+                item.changes = self._decode_and_route(item)
+        return items
+
     def _take_batch(self) -> list[Message]:
         first = self._broker.receive(0.5)
         if first is None:
@@ -179,22 +221,22 @@ class ApplyLoop:
             if message is None:
                 break
             batch.append(message)
-        generation = self._broker.generation
-        return [m for m in batch if m.generation == generation]
+        return batch
 
-    def process(self, batch: list[Message], policy: RetryPolicy) -> None:
+    def process(self, batch: list[_Pending], policy: RetryPolicy) -> None:
         """Apply a batch, in arrival order, and settle each of its messages exactly once.
 
         A redelivered message that was being processed when the daemon last died is a suspect:
         it is processed alone (so that a death is pinned on it, not on its neighbours) or, past
         ``apply.max_deliveries``, dead-lettered unprocessed.
         """
-        redelivered = [m.message_id for m in batch if m.redelivered]
+        redelivered = [item.message.message_id for item in batch if item.message.redelivered]
         suspects = self._ledger.starts(redelivered) if redelivered else {}
-        part: list[Message] = []
-        for message in batch:
+        part: list[_Pending] = []
+        for item in batch:
+            message = item.message
             if message.message_id not in suspects:
-                part.append(message)
+                part.append(item)
                 continue
             if part:
                 self._process_counted(part, policy)
@@ -204,13 +246,13 @@ class ApplyLoop:
             if deaths >= self._settings.max_deliveries:
                 self._dead_letter_crash_loop(message, deaths)
             else:
-                self._process_counted([message], policy)
+                self._process_counted([item], policy)
         if part:
             self._process_counted(part, policy)
 
-    def _process_counted(self, part: list[Message], policy: RetryPolicy) -> None:
+    def _process_counted(self, part: list[_Pending], policy: RetryPolicy) -> None:
         """Process ``part``, with its redelivered messages counted in the ledger meanwhile."""
-        counted = [m.message_id for m in part if m.redelivered]
+        counted = [item.message.message_id for item in part if item.message.redelivered]
         if counted:
             self._ledger.begin(counted)
         try:
@@ -234,12 +276,11 @@ class ApplyLoop:
         self._settle([item])
         self._ledger.end([message.message_id])
 
-    def _apply_and_settle(self, batch: list[Message], policy: RetryPolicy) -> None:
+    def _apply_and_settle(self, pending: list[_Pending], policy: RetryPolicy) -> None:
         started = time.perf_counter()
-        pending = [_Pending(message) for message in batch]
         by_database: dict[str, list[Change]] = defaultdict(list)
         for item in pending:
-            for change in self._decode_and_route(item):
+            for change in item.changes:
                 by_database[change.mapping.target_database].append(change)
         for database, changes in by_database.items():
             results = apply_isolating(self._appliers[database], changes, policy)
