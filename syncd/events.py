@@ -13,7 +13,7 @@ from typing import Any
 
 from syncd.errors import DecodeError
 
-OPS = {"c": "create", "u": "update", "d": "delete", "r": "snapshot read"}
+OPS = {"c": "create", "u": "update", "d": "delete", "r": "snapshot read", "t": "truncate"}
 MAX_POSITION = 2**63 - 1  # positions are stored as BIGINT
 
 
@@ -21,7 +21,7 @@ MAX_POSITION = 2**63 - 1  # positions are stored as BIGINT
 class ChangeEvent:
     """One row change at one source position."""
 
-    op: str  # c, u, d or r
+    op: str  # c, u, d, r or t (the whole table emptied; no before or after)
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     system: str  # source.name
@@ -85,12 +85,12 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
         raise DecodeError(f"a change event must be a JSON object, found {_kind(document)}")
     op = document.get("op")
     if op not in OPS:
-        raise DecodeError(f"'op' must be one of c, u, d, r; found {op!r}")
+        raise DecodeError(f"'op' must be one of c, u, d, r, t; found {op!r}")
     before = _row(document, "before")
     after = _row(document, "after")
     if op == "d" and before is None:
         raise DecodeError("a delete ('op': 'd') needs 'before' with the row's key")
-    if op != "d" and after is None:
+    if op not in ("d", "t") and after is None:
         raise DecodeError(f"'op': '{op}' needs 'after' with the row's new values")
     source = document.get("source")
     if not isinstance(source, dict):

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from syncd.apply.plan import Change, key_text
+from syncd.apply.plan import TABLE_KEY, Change, key_text
 from syncd.errors import MappingApplyError, NoMappingError
 from syncd.events import ChangeEvent
 from syncd.mapping import Mapping
@@ -53,6 +53,8 @@ class Router:
         An update that changes the key also deletes the row under the old key, at the same
         position, so the old row does not linger in the target.
         """
+        if event.op == "t":
+            return [self._truncate(mapping, event, ref) for mapping in self.mappings_for(event)]
         changes = []
         for mapping in self.mappings_for(event):
             row = event.before if event.is_delete else event.after
@@ -62,6 +64,10 @@ class Router:
                 changes.append(self._change(mapping, event, event.before, True, ref))
             changes.append(self._change(mapping, event, row, event.is_delete, ref))
         return changes
+
+    @staticmethod
+    def _truncate(mapping: Mapping, event: ChangeEvent, ref: Any) -> Change:
+        return Change(mapping, TABLE_KEY, {}, event.position, True, None, event, ref)
 
     def _change(
         self, mapping: Mapping, event: ChangeEvent, row: dict[str, Any], delete: bool, ref: Any

@@ -17,6 +17,10 @@ from typing import Any
 from syncd.events import ChangeEvent
 from syncd.mapping import Mapping
 
+# The positions row of a mapping's table as a whole: the position of its last truncate. Key
+# texts are JSON arrays, so "*" names no row. Every key's effective position is at least this.
+TABLE_KEY = "*"
+
 
 class Verdict(StrEnum):
     APPLIED = "applied"
@@ -49,6 +53,11 @@ class Change:
     event: ChangeEvent
     ref: Any = None  # opaque: lets the caller find the message this change came from
 
+    @property
+    def truncates(self) -> bool:
+        """The whole table was emptied at this position (``key`` is TABLE_KEY)."""
+        return self.key == TABLE_KEY
+
 
 @dataclass(slots=True)
 class KeyAction:
@@ -80,8 +89,12 @@ def plan_batch(
     verdicts: list[Verdict] = []
     actions: dict[str, KeyAction] = {}
     current: dict[str, int] = {}
+    truncated = stored.get(TABLE_KEY)
     for change in changes:
-        verdict = position_guard(current.get(change.key, stored.get(change.key)), change.position)
+        known = current.get(change.key, stored.get(change.key))
+        if truncated is not None and (known is None or known < truncated):
+            known = truncated  # the row went with the table; older changes stay out
+        verdict = position_guard(known, change.position)
         verdicts.append(verdict)
         if verdict is not Verdict.APPLIED:
             continue

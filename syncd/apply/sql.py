@@ -25,7 +25,7 @@ from syncd.apply import mysql, postgresql, sqlite
 from syncd.apply.classify import Failure
 from syncd.apply.core import Upsert
 from syncd.apply.deadline import Deadline
-from syncd.apply.plan import Change, KeyAction, Verdict, plan_batch
+from syncd.apply.plan import TABLE_KEY, Change, KeyAction, Verdict, plan_batch, position_guard
 from syncd.errors import PermanentApplyError, Problem, TargetOutage, TargetUnavailable
 from syncd.mapping import Mapping
 
@@ -202,8 +202,22 @@ class SqlApplier:
         return verdicts
 
     def _apply_mapping(self, conn: Connection, changes: list[Change]) -> list[Verdict]:
+        """One mapping's changes in arrival order; a truncate is a barrier between runs."""
+        verdicts: list[Verdict] = []
+        run: list[Change] = []
+        for change in changes:
+            if change.truncates:
+                verdicts += self._apply_run(conn, run) if run else []
+                verdicts.append(self._truncate(conn, change))
+                run = []
+            else:
+                run.append(change)
+        return verdicts + (self._apply_run(conn, run) if run else [])
+
+    def _apply_run(self, conn: Connection, changes: list[Change]) -> list[Verdict]:
         mapping = changes[0].mapping
-        stored = self._read_positions(conn, mapping.name, list({c.key for c in changes}))
+        keys = list({c.key for c in changes} | {TABLE_KEY})
+        stored = self._read_positions(conn, mapping.name, keys)
         actions, verdicts = plan_batch(changes, stored)
         advanced = self._advance_positions(conn, mapping, list(actions.values()))
         # A key whose position another writer advanced meanwhile lost the race: its changes are
@@ -213,6 +227,51 @@ class SqlApplier:
                 verdicts[i] = Verdict.STALE
         self._write_rows(conn, mapping, [a for a in actions.values() if a.key in advanced])
         return verdicts
+
+    def _truncate(self, conn: Connection, change: Change) -> Verdict:
+        """The source emptied the table: so does the target, but for rows set after it.
+
+        A key whose stored position is newer than the truncate (a later change that arrived
+        first) keeps its row. The table's position (TABLE_KEY) keeps older changes out.
+        """
+        mapping = change.mapping
+        stored = self._read_positions(conn, mapping.name, [TABLE_KEY]).get(TABLE_KEY)
+        verdict = position_guard(stored, change.position)
+        if verdict is not Verdict.APPLIED:
+            return verdict
+        action = KeyAction(TABLE_KEY, {}, change.position, delete=True, last=change)
+        if TABLE_KEY not in self._advance_positions(conn, mapping, [action]):
+            return Verdict.STALE
+        target = self._targets[mapping.name]
+        where = self._survivors_excluded(conn, mapping, target, change.position)
+        soft_column = mapping.on_delete.soft_column
+        if mapping.on_delete.action == "delete":
+            conn.execute(sa.delete(target.table).where(where))
+        elif soft_column:
+            column = target.table.c[soft_column]
+            stamp = {soft_column: _deleted_at(action)}
+            conn.execute(sa.update(target.table).where(where, column.is_(None)).values(stamp))
+        return Verdict.APPLIED
+
+    def _survivors_excluded(
+        self, conn: Connection, mapping: Mapping, target: Target, position: int
+    ) -> sa.ColumnElement[bool]:
+        p = self._positions.c
+        newer = conn.execute(
+            sa.select(p.row_key).where(
+                p.mapping == mapping.name,
+                p.position > position,
+                p.row_key != TABLE_KEY,
+                p.deleted.is_(False),
+            )
+        ).scalars()
+        survivors = [
+            KeyAction(
+                key, mapping.to_target_row(dict(zip(mapping.key, json.loads(key), strict=True))), 0
+            )
+            for key in newer
+        ]
+        return sa.not_(self._key_clause(target, survivors)) if survivors else sa.true()
 
     def _advance_positions(
         self, conn: Connection, mapping: Mapping, actions: list[KeyAction]

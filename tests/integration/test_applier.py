@@ -90,7 +90,7 @@ def changes(target: Mapping, *events: tuple[str, int, dict[str, Any]]) -> list[C
         event = ChangeEvent(
             op=op,
             before=row if op == "d" else None,
-            after=None if op == "d" else row,
+            after=None if op in ("d", "t") else row,
             system="crm",
             schema="public",
             table=target.source_table.split(".")[1],
@@ -260,3 +260,35 @@ def test_positions_only_move_forward_even_against_a_concurrent_writer(applier: S
         newer = KeyAction("[1]", {"customer_id": 1}, position=11)
         assert applier._advance_positions(conn, CUSTOMERS, [older]) == set()
         assert applier._advance_positions(conn, CUSTOMERS, [newer]) == {"[1]"}
+
+
+def test_truncate_empties_the_table_between_the_changes_around_it(applier: SqlApplier) -> None:
+    batch = changes(
+        CUSTOMERS,
+        ("c", 1, {"id": 1, "name": "Ana"}),
+        ("c", 2, {"id": 2, "name": "Bo"}),
+        ("t", 3, {}),
+        ("c", 4, {"id": 3, "name": "Cy"}),
+    )
+    assert applier.apply_batch(batch) == [Verdict.APPLIED] * 4
+    assert rows(applier, "dim_customer") == [(3, "Cy", None, None)]
+    # Older than the truncate, a late or replayed change stays out, even for an unseen key.
+    late = changes(CUSTOMERS, ("u", 2, {"id": 2, "name": "late"}), ("c", 1, {"id": 7}))
+    assert applier.apply_batch(late) == [Verdict.STALE, Verdict.STALE]
+    assert applier.apply_batch(changes(CUSTOMERS, ("t", 3, {}))) == [Verdict.DUPLICATE]
+    assert rows(applier, "dim_customer") == [(3, "Cy", None, None)]
+
+
+def test_truncate_spares_a_row_set_by_a_newer_change_that_came_first(
+    applier: SqlApplier,
+) -> None:
+    applier.apply_batch(changes(CUSTOMERS, ("c", 1, {"id": 1}), ("c", 2, {"id": 2})))
+    applier.apply_batch(changes(CUSTOMERS, ("u", 9, {"id": 2, "name": "newer"})))
+    assert applier.apply_batch(changes(CUSTOMERS, ("t", 5, {}))) == [Verdict.APPLIED]
+    assert rows(applier, "dim_customer") == [(2, "newer", None, None)]
+
+
+def test_truncate_stamps_every_row_of_a_soft_deleting_mapping(applier: SqlApplier) -> None:
+    applier.apply_batch(changes(ORDERS, ("c", 1, {"id": 1}), ("c", 2, {"id": 2})))
+    applier.apply_batch(changes(ORDERS, ("t", 3, {})))
+    assert [r[3] is not None for r in rows(applier, "orders")] == [True, True]

@@ -78,7 +78,7 @@ def test_empty_array_is_a_decode_error() -> None:
     ("document", "message"),
     [
         ("just text", "must be a JSON object, found the text"),
-        (event(op="z"), "'op' must be one of c, u, d, r; found 'z'"),
+        (event(op="z"), "'op' must be one of c, u, d, r, t; found 'z'"),
         (event(op="d", before=None, after=None), "a delete ('op': 'd') needs 'before'"),
         (event(op="c", after=None), "'op': 'c' needs 'after'"),
         (event(after=[1, 2]), "'after' must be an object or null, found an array"),
@@ -105,3 +105,8 @@ def test_digit_string_position_is_accepted() -> None:
 def test_json_nested_too_deeply_is_a_decode_error_not_a_crash() -> None:
     with pytest.raises(DecodeError, match="nested too deeply"):
         decode_body(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_truncate_needs_neither_before_nor_after() -> None:
+    decoded = decode_event(event(op="t", before=None, after=None))
+    assert (decoded.op, decoded.before, decoded.after, decoded.position) == ("t", None, None, 1042)
