@@ -1,7 +1,8 @@
 """PostgreSQL logical decoding capture with the built-in ``pgoutput`` plugin.
 
-``install`` prepares a source database once (a publication of the configured tables and a
-logical replication slot, both named ``syncd_<source>``); :class:`LogicalCapture` reads the
+``install`` (in :mod:`syncd.capture.logical_setup`, re-exported here) prepares a source
+database once (a publication of the configured tables and a logical replication slot, both
+named ``syncd_<source>``); :class:`LogicalCapture` reads the
 slot over a replication connection and hands out whole transactions as Debezium-shaped
 change events. The slot keeps every change the capture has not confirmed, across restarts
 of the daemon and of PostgreSQL, so nothing committed is lost while syncd is down; the price
@@ -13,10 +14,9 @@ This is the one module that talks to psycopg2's replication API: its errors beco
 
 from __future__ import annotations
 
-import re
 import select
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -24,10 +24,21 @@ from typing import Any, cast
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
-import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL
 
 from syncd.capture import Captured, CapturedBatch, group_for
+from syncd.capture.logical_setup import (
+    OBJECT_IN_USE,
+    UNDEFINED_OBJECT,
+    first_line,
+    install,
+    install_hint,
+    is_transient,
+    parse_table,
+    publication_name,
+    slot_name,
+    uninstall,
+)
 from syncd.capture.pgoutput import (
     Begin,
     Commit,
@@ -51,21 +62,7 @@ __all__ = [
     "uninstall",
 ]
 
-NAME_PREFIX = "syncd_"
-MAX_IDENTIFIER_LENGTH = 63  # PostgreSQL's NAMEDATALEN - 1
-DEFAULT_SCHEMA = "public"
 PROTOCOL_VERSION = "1"
-_UNSAFE_NAME_CHARACTERS = re.compile(r"[^a-z0-9_]")
-# Tables the replica identity lets pgoutput describe deletes and updates of: with a primary
-# key under the default identity ('d'), a chosen unique index ('i'), or every column ('f').
-_KEYED_IDENTITIES = frozenset({"i", "f"})
-
-# SQLSTATEs this module decides by.
-UNDEFINED_OBJECT = "42704"  # no such slot or publication
-OBJECT_IN_USE = "55006"  # another connection reads the slot
-# Connection exceptions, insufficient resources, operator intervention (shutdown,
-# pg_terminate_backend), system errors: the same request may succeed later.
-_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
 
 # libpq settings of the replication connection; the URL's query parameters override them.
 CONNECTION_DEFAULTS: dict[str, Any] = {
@@ -78,28 +75,7 @@ CONNECTION_DEFAULTS: dict[str, Any] = {
     "keepalives_count": 3,
 }
 
-Table = tuple[str, str]  # (schema, table)
 Row = dict[str, Any]  # column -> JSON-friendly value
-
-
-def slot_name(source: str) -> str:
-    """The replication slot of ``source``: ``syncd_<source>``, as a safe identifier.
-
-    Slot names allow only lowercase letters, digits and ``_``; anything else becomes ``_``.
-    """
-    safe = _UNSAFE_NAME_CHARACTERS.sub("_", source.lower())
-    return (NAME_PREFIX + safe)[:MAX_IDENTIFIER_LENGTH]
-
-
-def publication_name(source: str) -> str:
-    """The publication of ``source``: the same name as its slot."""
-    return slot_name(source)
-
-
-def parse_table(name: str) -> Table:
-    """``schema.table`` or ``table`` (in ``public``) as (schema, table)."""
-    schema, _, table = name.rpartition(".")
-    return (schema or DEFAULT_SCHEMA, table)
 
 
 def connect_kwargs(url: URL) -> dict[str, Any]:
@@ -116,206 +92,12 @@ def connect_kwargs(url: URL) -> dict[str, Any]:
     return {**CONNECTION_DEFAULTS, **present, **options}
 
 
-def install_hint(source: str) -> str:
-    return f"run `syncd capture install -c CONFIG --source {source}`"
-
-
-# ------------------------------------------------------------------------- install/uninstall
-
-
-def install(url: URL, source: str, tables: Sequence[str]) -> list[str]:
-    """Prepare ``url``'s database for capturing ``tables``; returns what it did, line by line.
-
-    Idempotent: a second run changes nothing, or only the publication's table list.
-    The publication is made before the slot because pgoutput looks it up as of each
-    change it decodes: a slot older than its publication could not decode its first WAL.
-    """
-    wanted = sorted({parse_table(table) for table in tables})
-    if not wanted:
-        raise CaptureError(f"source {source}: no tables to capture; list them in config.yaml")
-    with _admin_connection(url) as connection:
-        lines = [_check_wal_level(connection)]
-        lines += [_check_table(connection, schema, table) for schema, table in wanted]
-        lines.append(_ensure_publication(connection, publication_name(source), wanted))
-        lines.append(_ensure_slot(connection, slot_name(source)))
-    return lines
-
-
-def uninstall(url: URL, source: str) -> list[str]:
-    """Drop ``source``'s slot (so the server stops keeping WAL for it) and publication."""
-    with _admin_connection(url) as connection:
-        return [
-            _drop_slot(connection, slot_name(source)),
-            _drop_publication(connection, publication_name(source)),
-        ]
-
-
-@contextmanager
-def _admin_connection(url: URL) -> Iterator[Connection]:
-    # AUTOCOMMIT: a logical slot cannot be created in a transaction that has written.
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            yield connection
-    except sa.exc.DBAPIError as error:
-        message = _first_line(error.orig)
-        if _is_transient(error.orig):
-            raise SourceUnavailable(f"source database {_where(url)}: {message}") from error
-        raise CaptureError(f"source database {_where(url)}: {message}") from error
-    finally:
-        engine.dispose()
-
-
-def _check_wal_level(connection: Connection) -> str:
-    level = connection.exec_driver_sql("SHOW wal_level").scalar_one()
-    if level != "logical":
-        raise CaptureError(
-            f"wal_level is {level}: set `wal_level = logical` in postgresql.conf and restart "
-            "PostgreSQL (logical decoding needs it)"
-        )
-    return "wal_level is logical"
-
-
-def _check_table(connection: Connection, schema: str, table: str) -> str:
-    found = connection.execute(
-        sa.text(
-            "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i"
-            "  WHERE i.indrelid = c.oid AND i.indisprimary) AS has_primary_key"
-            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = :schema AND c.relname = :table AND c.relkind IN ('r', 'p')"
-        ),
-        {"schema": schema, "table": table},
-    ).first()
-    if found is None:
-        raise CaptureError(f"table {schema}.{table} does not exist in the source database")
-    identity, has_primary_key = found
-    if not (identity in _KEYED_IDENTITIES or (identity == "d" and has_primary_key)):
-        raise CaptureError(
-            f"table {schema}.{table} has no primary key, so its updates and deletes cannot "
-            f"be captured: add a primary key, or run "
-            f"`ALTER TABLE {schema}.{table} REPLICA IDENTITY FULL`"
-        )
-    return f"table {schema}.{table} can be captured"
-
-
-def _ensure_publication(connection: Connection, name: str, wanted: list[Table]) -> str:
-    listed = ", ".join(f"{schema}.{table}" for schema, table in wanted)
-    all_tables = connection.execute(
-        sa.text("SELECT puballtables FROM pg_publication WHERE pubname = :name"), {"name": name}
-    ).scalar_one_or_none()
-    if all_tables is None:
-        quoted, tables = _quote(connection, name), _table_list(connection, wanted)
-        connection.exec_driver_sql(f"CREATE PUBLICATION {quoted} FOR TABLE {tables}")
-        return f"publication {name} created for {listed}"
-    if all_tables:
-        raise CaptureError(
-            f"publication {name} publishes all tables, not the configured ones: "
-            f"drop it (DROP PUBLICATION {name}) and install again"
-        )
-    if _published_tables(connection, name) == wanted:
-        return f"publication {name} already publishes {listed}"
-    connection.exec_driver_sql(
-        f"ALTER PUBLICATION {_quote(connection, name)} SET TABLE {_table_list(connection, wanted)}"
-    )
-    return f"publication {name} now publishes {listed}"
-
-
-def _published_tables(connection: Connection, name: str) -> list[Table]:
-    rows = connection.execute(
-        sa.text("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = :name"),
-        {"name": name},
-    )
-    return sorted((schema, table) for schema, table in rows)
-
-
-def _ensure_slot(connection: Connection, name: str) -> str:
-    found = connection.execute(
-        sa.text(
-            "SELECT plugin, database, database = current_database() AS here"
-            " FROM pg_replication_slots WHERE slot_name = :name"
-        ),
-        {"name": name},
-    ).first()
-    if found is None:
-        lsn = connection.execute(
-            sa.text("SELECT lsn FROM pg_create_logical_replication_slot(:name, 'pgoutput')"),
-            {"name": name},
-        ).scalar_one()
-        return f"replication slot {name} created at {lsn}: changes from now on are captured"
-    plugin, database, here = found
-    if plugin != "pgoutput" or not here:
-        raise CaptureError(
-            f"replication slot {name} exists for database {database} with plugin {plugin}; "
-            "syncd needs it on this database with pgoutput: give the source another name, "
-            "or drop that slot if nothing uses it"
-        )
-    return f"replication slot {name} already exists"
-
-
-def _drop_slot(connection: Connection, name: str) -> str:
-    found = connection.execute(
-        sa.text("SELECT active_pid FROM pg_replication_slots WHERE slot_name = :name"),
-        {"name": name},
-    ).first()
-    if found is None:
-        return f"replication slot {name} does not exist"
-    if found.active_pid is not None:
-        raise CaptureError(_slot_in_use(name, found.active_pid))
-    try:
-        connection.execute(sa.text("SELECT pg_drop_replication_slot(:name)"), {"name": name})
-    except sa.exc.DBAPIError as error:
-        if getattr(error.orig, "pgcode", None) == OBJECT_IN_USE:
-            raise CaptureError(_slot_in_use(name, None)) from error
-        raise
-    return f"replication slot {name} dropped: the server no longer keeps WAL for it"
-
-
-def _slot_in_use(name: str, pid: int | None) -> str:
-    reader = f"process {pid}" if pid is not None else "another process"
-    return f"replication slot {name} is in use by {reader}: stop the daemon first"
-
-
-def _drop_publication(connection: Connection, name: str) -> str:
-    exists = connection.execute(
-        sa.text("SELECT 1 FROM pg_publication WHERE pubname = :name"), {"name": name}
-    ).first()
-    if exists is None:
-        return f"publication {name} does not exist"
-    connection.exec_driver_sql(f"DROP PUBLICATION {_quote(connection, name)}")
-    return f"publication {name} dropped"
-
-
-def _quote(connection: Connection, identifier: str) -> str:
-    return connection.dialect.identifier_preparer.quote(identifier)
-
-
-def _table_list(connection: Connection, tables: list[Table]) -> str:
-    return ", ".join(f"{_quote(connection, s)}.{_quote(connection, t)}" for s, t in tables)
-
-
-def _where(url: URL) -> str:
-    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
-
-
 # ---------------------------------------------------------------------------------- errors
-
-
-def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _is_transient(error: BaseException | None) -> bool:
-    code = getattr(error, "pgcode", None)
-    if code is None:
-        # No SQLSTATE: the connection failed or broke before the server could say why.
-        return isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError | OSError)
-    return code[:2] in _TRANSIENT_SQLSTATE_CLASSES or code == OBJECT_IN_USE
 
 
 def stream_failure(error: BaseException, source: str) -> SyncdError:
     """The syncd error for a psycopg2 (or socket) error on the capture connection."""
-    message = _first_line(error)
+    message = first_line(error)
     code = getattr(error, "pgcode", None)
     if code == UNDEFINED_OBJECT:
         return CaptureError(f"source {source}: {message}: {install_hint(source)}")
@@ -324,7 +106,7 @@ def stream_failure(error: BaseException, source: str) -> SyncdError:
             f"source {source}: {message}: another connection reads the slot (a previous one "
             "the server has not noticed gone yet, or another syncd capturing this source)"
         )
-    if _is_transient(error):
+    if is_transient(error):
         return SourceUnavailable(f"source {source}: {message}")
     return CaptureError(f"source {source}: {message}")
 
@@ -363,21 +145,47 @@ class ChangeOrigin:
 
 
 RowChange = Insert | Update | Delete | Truncate
+GroupKeys = Mapping[int, tuple[str, ...]]  # relation OID -> the columns that group its rows
+
+# A relation's primary key, in column order: the order pgoutput flags key columns in under
+# the default identity, so a row keeps its group when the table's identity changes.
+PRIMARY_KEY_QUERY = (
+    "SELECT a.attname FROM pg_index i"
+    " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
+    " WHERE i.indrelid = %(oid)s AND i.indisprimary ORDER BY a.attnum"
+)
+
+
+def group_columns(relation: Relation, primary_key: Sequence[str]) -> tuple[str, ...]:
+    """The columns whose values group ``relation``'s changes (``primary_key`` may be empty).
+
+    Under REPLICA IDENTITY FULL pgoutput flags every column as key: grouped by all of them,
+    a row would change group with every update and lose its per-key order, so the primary
+    key groups it when there is one (every change under FULL carries the whole row, key
+    included). Otherwise the flagged columns: the primary key under the default identity,
+    the index under USING INDEX (a delete carries those columns only, so they must group it,
+    even when the table also has a primary key), every column under FULL without a key.
+    """
+    names = {column.name for column in relation.columns}
+    if relation.replica_identity == "f" and primary_key and names.issuperset(primary_key):
+        return tuple(primary_key)
+    return relation.key_columns
 
 
 def change_events(
-    change: RowChange, relations: RelationCache, origin: ChangeOrigin
+    change: RowChange, relations: RelationCache, group_keys: GroupKeys, origin: ChangeOrigin
 ) -> list[Captured]:
     """The events of one decoded change: one per row, or one per table of a TRUNCATE."""
     if isinstance(change, Truncate):
         return [truncate_event(relations.get(oid), origin) for oid in change.relation_oids]
     relation = relations.get(change.relation_oid)
+    keys = group_keys.get(relation.oid, relation.key_columns)
     if isinstance(change, Insert):
-        return [row_event(relation, "c", None, relation.row(change.new), origin)]
+        return [row_event(relation, keys, "c", None, relation.row(change.new), origin)]
     before = old_image(relation, change.old_kind, change.old)
     if isinstance(change, Update):
-        return [row_event(relation, "u", before, relation.row(change.new), origin)]
-    return [row_event(relation, "d", before, None, origin)]
+        return [row_event(relation, keys, "u", before, relation.row(change.new), origin)]
+    return [row_event(relation, keys, "d", before, None, origin)]
 
 
 def old_image(relation: Relation, kind: str | None, values: TupleData | None) -> Row | None:
@@ -389,13 +197,14 @@ def old_image(relation: Relation, kind: str | None, values: TupleData | None) ->
 
 def row_event(
     relation: Relation,
+    key_columns: Sequence[str],
     op: str,
     before: Row | None,
     after: Row | None,
     origin: ChangeOrigin,
 ) -> Captured:
     event = origin.event(relation, op, before, after)
-    key = key_values(relation.key_columns, before, after)
+    key = key_values(key_columns, before, after)
     return Captured(event, group_for(relation.namespace, relation.name, key))
 
 
@@ -453,6 +262,9 @@ class LogicalCapture:
         self._status_interval_s = max(1.0, status_interval_s)  # psycopg2 refuses < 1 s
         self._stream: _Stream | None = None
         self._relations = RelationCache()
+        self._group_keys: dict[int, tuple[str, ...]] = {}  # relation OID -> group columns
+        # A plain connection for catalog lookups: the replication one streams, it cannot ask.
+        self._catalog: psycopg2.extensions.connection | None = None
         self._open: _Transaction | None = None  # begun, its Commit not read yet
         self._flushed_lsn = 0  # the slot may forget everything before this
         self._handed_lsn = 0  # token of the last batch poll handed out
@@ -521,6 +333,7 @@ class LogicalCapture:
             connection.close()
             raise
         self._relations = RelationCache()  # the server announces every relation again
+        self._group_keys = {}
         return _Stream(connection, cursor)
 
     def _check_installed(self, cursor: psycopg2.extras.ReplicationCursor) -> None:
@@ -547,9 +360,11 @@ class LogicalCapture:
 
     def _disconnect(self) -> None:
         stream, self._stream = self._stream, None
+        catalog, self._catalog = self._catalog, None
         self._open = None  # its changes come again, from its Begin
-        if stream is not None and not stream.connection.closed:
-            stream.connection.close()
+        for connection in (stream.connection if stream else None, catalog):
+            if connection is not None and not connection.closed:
+                connection.close()
 
     @contextmanager
     def _translated_errors(self) -> Iterator[None]:
@@ -587,6 +402,9 @@ class LogicalCapture:
         decoded = decode(message.payload)
         if isinstance(decoded, Relation):
             self._relations.add(decoded)
+            # A new Relation message (first change of the session, or after ALTER TABLE)
+            # refreshes the key too: the primary key may have changed with the table.
+            self._group_keys[decoded.oid] = self._group_columns(decoded)
         elif isinstance(decoded, Begin):
             self._open = _Transaction(decoded.xid, decoded.commit_time_ms)
         elif isinstance(decoded, Commit):
@@ -601,7 +419,25 @@ class LogicalCapture:
         origin = ChangeOrigin(
             self.source, transaction.xid, transaction.commit_time_ms, lsn, _now_ms()
         )
-        transaction.events.extend(change_events(change, self._relations, origin))
+        events = change_events(change, self._relations, self._group_keys, origin)
+        transaction.events.extend(events)
+
+    def _group_columns(self, relation: Relation) -> tuple[str, ...]:
+        # Only FULL needs the catalog: otherwise the flagged columns are the group's already.
+        if relation.replica_identity != "f":
+            return relation.key_columns
+        # The catalog as it is now, not as of the change: a primary key added or dropped
+        # since then groups the change already, which only an ALTER during a backlog shows.
+        with self._catalog_connection().cursor() as cursor:
+            cursor.execute(PRIMARY_KEY_QUERY, {"oid": relation.oid})
+            primary_key = [name for (name,) in cursor.fetchall()]
+        return group_columns(relation, primary_key)
+
+    def _catalog_connection(self) -> psycopg2.extensions.connection:
+        if self._catalog is None or self._catalog.closed:
+            self._catalog = psycopg2.connect(**self._connect_kwargs)
+            self._catalog.autocommit = True  # no transaction left open between lookups
+        return self._catalog
 
     def _finish(self, commit: Commit) -> _Transaction:
         transaction = self._require_open("Commit")

@@ -127,6 +127,11 @@ class OutboxSql:
         """Drop and create the triggers of ``source`` on ``table``."""
         raise NotImplementedError
 
+    def row_json(self, row: str, table: SourceTable) -> str:
+        """The JSON of row ``row`` (``NEW``, ``OLD`` or a query's table alias) as a trigger
+        puts it into the outbox: a snapshot reads rows with it to represent them alike."""
+        raise NotImplementedError
+
     def drop_triggers(self, source: str, schema: str, table: str) -> list[str]:
         names = self.trigger_names(source, table)
         return [f"DROP TRIGGER IF EXISTS {self.quote(name)}" for name in names]
@@ -290,6 +295,9 @@ $syncd$"""
             f"EXECUTE FUNCTION {self.qualified(self.function_name(source))}({key_arguments})",
         ]
 
+    def row_json(self, row: str, table: SourceTable) -> str:
+        return f"to_jsonb({row})"  # as capture_function's to_jsonb(NEW): every column
+
     def drop_triggers(self, source: str, schema: str, table: str) -> list[str]:
         name = self.quote(self.function_name(source))
         return [f"DROP TRIGGER IF EXISTS {name} ON {self.quote(schema)}.{self.quote(table)}"]
@@ -316,9 +324,12 @@ class _RowTriggers(OutboxSql):
     def json_array(self, row: str, table: SourceTable) -> str:
         raise NotImplementedError
 
+    def row_json(self, row: str, table: SourceTable) -> str:
+        return self.json_object(row, table)
+
     def trigger_body(self, source: str, table: SourceTable, op: str) -> str:
-        before = self.json_object("OLD", table) if op != "c" else "NULL"
-        after = self.json_object("NEW", table) if op != "d" else "NULL"
+        before = self.row_json("OLD", table) if op != "c" else "NULL"
+        after = self.row_json("NEW", table) if op != "d" else "NULL"
         key = self.json_array("OLD" if op == "d" else "NEW", table)
         return (
             f"INSERT INTO {OUTBOX} (source, schema_name, table_name, op, row_key, "

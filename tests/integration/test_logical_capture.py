@@ -37,8 +37,12 @@ CREATE TABLE kinds (id bigint PRIMARY KEY, flag boolean, ratio double precision,
                     numbers integer[], nothing text);
 CREATE TABLE audit (id serial PRIMARY KEY, note text);  -- never published
 CREATE TABLE keyless (a integer, b text);
+-- FULL with a primary key: pgoutput flags every column as key, the group must not follow.
+CREATE TABLE accounts (owner text, id integer, region text, balance numeric(10, 2),
+                       PRIMARY KEY (region, id));
+ALTER TABLE accounts REPLICA IDENTITY FULL;
 """
-TABLES = ["orders", "public.documents", "tags", "kinds"]
+TABLES = ["orders", "public.documents", "tags", "kinds", "accounts"]
 EVENT_TIMEOUT_S = 15
 
 
@@ -169,6 +173,7 @@ def test_install_is_idempotent_and_uninstall_removes_slot_and_publication(source
     first = install(source.url, source.name, TABLES)
     assert any(line.startswith(f"replication slot syncd_{source.name} created") for line in first)
     assert source.published() == [
+        ("public", "accounts"),
         ("public", "documents"),
         ("public", "kinds"),
         ("public", "orders"),
@@ -227,7 +232,7 @@ def test_capture_before_install_says_how_to_install(source: Source) -> None:
         source.capture().poll(0.1)
 
     install(source.url, source.name, ["orders"])
-    with pytest.raises(CaptureError, match=r"does not publish public\.documents"):
+    with pytest.raises(CaptureError, match=r"does not publish public\.accounts, public\.documents"):
         source.capture().poll(0.1)
 
 
@@ -311,6 +316,41 @@ def test_delete_before_holds_the_key(installed: Source) -> None:
     # REPLICA IDENTITY FULL: the whole old row, and every column is part of the key.
     assert deleted_tag.event["before"] == {"name": "x", "color": "red"}
     assert deleted_tag.group == 'public.tags:["x","red"]'
+
+
+def test_full_identity_with_a_primary_key_groups_by_the_key_across_updates(
+    installed: Source,
+) -> None:
+    capture = connected(installed)
+    installed.run(
+        "INSERT INTO accounts VALUES ('ana', 1, 'eu', 10)",
+        "UPDATE accounts SET balance = 20 WHERE id = 1",
+        "UPDATE accounts SET owner = 'bo', balance = 30 WHERE id = 1",
+        "UPDATE accounts SET id = 2 WHERE id = 1",
+        "DELETE FROM accounts WHERE id = 2",
+    )
+    events = poll_events(capture, 5)
+    # The primary key in column order (id before region), as the default identity has it.
+    assert [captured.group for captured in events] == [
+        'public.accounts:[1,"eu"]',
+        'public.accounts:[1,"eu"]',
+        'public.accounts:[1,"eu"]',
+        'public.accounts:[2,"eu"]',
+        'public.accounts:[2,"eu"]',
+    ]
+    update, delete = events[2].event, events[4].event
+    # FULL still sends the whole old row, for updates and deletes.
+    assert update["before"] == {"owner": "ana", "id": 1, "region": "eu", "balance": "20.00"}
+    assert update["after"] == {"owner": "bo", "id": 1, "region": "eu", "balance": "30.00"}
+    assert delete["op"] == "d" and delete["after"] is None
+    assert delete["before"] == {"owner": "bo", "id": 2, "region": "eu", "balance": "30.00"}
+
+    # Without its primary key the table's next Relation message has the capture look again:
+    # FULL without a key groups by every column.
+    installed.run("ALTER TABLE accounts DROP CONSTRAINT accounts_pkey")
+    installed.run("INSERT INTO accounts VALUES ('cy', 3, 'us', 5)")
+    [keyless] = poll_events(capture, 1)
+    assert keyless.group == 'public.accounts:["cy",3,"us","5.00"]'
 
 
 def test_key_change_carries_the_old_key_in_before_and_the_new_in_after(installed: Source) -> None:

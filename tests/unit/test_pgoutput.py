@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+from syncd.capture.logical import group_columns
 from syncd.capture.pgoutput import (
     BOOL_OID,
     FLOAT4_OID,
@@ -241,3 +242,27 @@ def test_relation_cache_returns_the_latest_relation_and_refuses_unknown_oids() -
 def test_convert_by_type_oid(type_oid: int, text_value: str, expected: object) -> None:
     assert convert(type_oid, text_value) == expected
     assert type(convert(type_oid, text_value)) is type(expected)
+
+
+def relation_with(identity: str, *columns: tuple[str, bool]) -> Relation:
+    described = tuple(Column(name, TEXT_OID, -1, key) for name, key in columns)
+    return Relation(1, "public", "t", identity, described)
+
+
+@pytest.mark.parametrize(
+    ("relation", "primary_key", "expected"),
+    [
+        # FULL flags every column: the primary key groups instead, when there is one.
+        (relation_with("f", ("a", True), ("id", True)), ["id"], ("id",)),
+        (relation_with("f", ("a", True), ("b", True)), [], ("a", "b")),
+        # A key the relation does not carry cannot group it: keep what pgoutput flagged.
+        (relation_with("f", ("a", True)), ["gone"], ("a",)),
+        # Default and USING INDEX: the flagged columns (a delete carries only those).
+        (relation_with("d", ("id", True), ("a", False)), ["id"], ("id",)),
+        (relation_with("i", ("id", False), ("code", True)), ["id"], ("code",)),
+    ],
+)
+def test_group_columns_prefer_the_primary_key_only_under_full_identity(
+    relation: Relation, primary_key: list[str], expected: tuple[str, ...]
+) -> None:
+    assert group_columns(relation, primary_key) == expected
