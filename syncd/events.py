@@ -15,6 +15,7 @@ from syncd.errors import DecodeError
 
 OPS = {"c": "create", "u": "update", "d": "delete", "r": "snapshot read", "t": "truncate"}
 MAX_POSITION = 2**63 - 1  # positions are stored as BIGINT
+_JSON_STARTS = (b"{", b"[")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,10 @@ def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]
     ``event_id`` (the ``syncd-event-id`` header) names the event of a single-event body.
     """
     try:
-        document = json.loads(body)
+        # UTF-8 as the contract says, without json's sniffing for UTF-16/32 and BOMs (1.6 µs
+        # of a message's ~25); a body that does not start like JSON gets the sniffing.
+        text = body.decode() if isinstance(body, bytes) and body[:1] in _JSON_STARTS else body
+        document = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"message body is not JSON: {exc}") from exc
     except RecursionError as exc:  # a hostile body must not take the daemon down with it

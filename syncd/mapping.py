@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections.abc as abc
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,7 +78,7 @@ class Mapping:
     file: str  # path as given, for messages
     line: int  # line of the mapping's "- name:" item
 
-    @property
+    @cached_property
     def target_key(self) -> tuple[str, ...]:
         """The key columns as they are named in the target table."""
         if self.columns is None:

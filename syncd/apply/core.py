@@ -8,6 +8,7 @@ throughput matters most, sends the same statements as driver SQL (``postgresql.p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,13 @@ def upserter(statement: Any) -> Upsert:
     """An executemany of one cached Core upsert statement."""
 
     def upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
-        conn.execute(statement, rows)
+        conn.execute(statement, [{c: _bindable(v) for c, v in row.items()} for row in rows])
 
     return upsert
+
+
+def _bindable(value: Any) -> Any:
+    """JSON objects and arrays are stored as their JSON text (json columns parse it)."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value

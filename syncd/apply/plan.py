@@ -17,6 +17,8 @@ from typing import Any
 from syncd.events import ChangeEvent
 from syncd.mapping import Mapping
 
+_encode_string = json.encoder.encode_basestring  # as json.dumps(ensure_ascii=False) quotes
+
 # The positions row of a mapping's table as a whole: the position of its last truncate. Key
 # texts are JSON arrays, so "*" names no row. Every key's effective position is at least this.
 TABLE_KEY = "*"
@@ -36,7 +38,15 @@ def position_guard(stored: int | None, incoming: int) -> Verdict:
 
 
 def key_text(values: Sequence[Any]) -> str:
-    """The canonical text of a key, as stored in the positions table."""
+    """The canonical text of a key, as stored in the positions table: compact JSON."""
+    if len(values) == 1:
+        # The common single-column key, without the encoder's set-up (5 µs of the ~25 µs an
+        # event costs to route); the very text json.dumps gives.
+        value = values[0]
+        if type(value) is int:
+            return f"[{value}]"
+        if type(value) is str:
+            return f"[{_encode_string(value)}]"
     return json.dumps(list(values), separators=(",", ":"), ensure_ascii=False, default=str)
 
 

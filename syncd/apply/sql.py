@@ -303,7 +303,7 @@ class SqlApplier:
         for action in actions:
             if not action.row or (action.delete and hard):
                 continue
-            row = {column: _bindable(value) for column, value in action.row.items()}
+            row = dict(action.row)
             row.update(action.target_key)
             if soft_column:
                 # Stamped if its newest change is a delete; cleared if it was created again.
@@ -386,13 +386,6 @@ def _deleted_at(action: KeyAction) -> str:
     ts = action.last.event.source_ts_ms if action.last else None
     stamp = datetime.fromtimestamp(ts / 1000, UTC) if ts is not None else datetime.now(UTC)
     return stamp.isoformat(sep=" ")
-
-
-def _bindable(value: Any) -> Any:
-    """JSON objects and arrays are stored as their JSON text (json/jsonb columns parse it)."""
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return value
 
 
 def _first_line(exc: BaseException) -> str:

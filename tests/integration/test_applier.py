@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ CREATE TABLE dim_customer (customer_id INTEGER PRIMARY KEY, full_name TEXT, emai
                            score INTEGER CHECK (score IS NULL OR score >= 0));
 CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT, total NUMERIC, deleted_at TEXT);
 CREATE TABLE pairs (a INTEGER NOT NULL, b VARCHAR(100) NOT NULL, v TEXT, PRIMARY KEY (a, b));
+CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT, note TEXT);
 """
 
 
@@ -59,7 +61,8 @@ IGNORED = mapping(
     on_delete=OnDelete("ignore"),
     columns=CUSTOMERS.columns,
 )
-MAPPINGS = [CUSTOMERS, ORDERS, PAIRS]
+DOCS = mapping("docs", "docs")
+MAPPINGS = [CUSTOMERS, ORDERS, PAIRS, DOCS]
 
 
 @pytest.fixture
@@ -292,3 +295,54 @@ def test_truncate_stamps_every_row_of_a_soft_deleting_mapping(applier: SqlApplie
     applier.apply_batch(changes(ORDERS, ("c", 1, {"id": 1}), ("c", 2, {"id": 2})))
     applier.apply_batch(changes(ORDERS, ("t", 3, {})))
     assert [r[3] is not None for r in rows(applier, "orders")] == [True, True]
+
+
+def test_json_objects_and_arrays_land_in_text_columns_as_their_json_text(
+    applier: SqlApplier,
+) -> None:
+    body = {"a": 1, "b": [1, "x"], "c": None}
+    applier.apply_batch(changes(DOCS, ("c", 1, {"id": 1, "body": body, "note": ["é", 2]})))
+    [(_, stored_body, stored_note)] = rows(applier, "docs")
+    assert json.loads(stored_body) == body and json.loads(stored_note) == ["é", 2]
+
+
+def test_postgresql_columns_take_json_values_by_their_types(postgres: Any) -> None:
+    url = postgres.create_database("applier_types")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE typed (id BIGINT PRIMARY KEY, doc JSONB, at TIMESTAMPTZ, "
+            "amount NUMERIC(10, 2), ok BOOLEAN, tags TEXT[], raw BYTEA, big BIGINT)"
+        )
+    typed = mapping("typed", "typed")
+    applier = SqlApplier("warehouse", url, [typed], "syncd_positions")
+    try:
+        assert applier.prepare() == []
+        row = {
+            "id": 1,
+            "doc": {"k": [1, {"x": None}]},
+            "at": "2026-11-24 05:00:00+00",
+            "amount": "12.50",
+            "ok": True,
+            "tags": ["a", "b"],
+            "raw": "\\x00ff",
+            "big": 2**62,
+        }
+        assert applier.apply_batch(changes(typed, ("c", 1, row))) == [Verdict.APPLIED]
+        with engine.connect() as conn:
+            stored = conn.exec_driver_sql(
+                "SELECT doc, at = '2026-11-24 05:00:00+00', amount::text, ok, tags, "
+                "encode(raw, 'hex'), big FROM typed"
+            ).one()
+        assert tuple(stored) == (
+            {"k": [1, {"x": None}]},
+            True,
+            "12.50",
+            True,
+            ["a", "b"],
+            "00ff",
+            2**62,
+        )
+    finally:
+        applier.close()
+        engine.dispose()

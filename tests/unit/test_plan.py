@@ -1,4 +1,7 @@
+import json
 from typing import Any
+
+import pytest
 
 from syncd.apply.plan import Change, Verdict, key_text, plan_batch, position_guard
 from syncd.events import ChangeEvent
@@ -108,3 +111,12 @@ def test_duplicate_within_one_batch_is_counted_once() -> None:
     actions, verdicts = plan_batch([change(1, 4, {"name": "a"}), change(1, 4, {"name": "a"})], {})
     assert verdicts == [Verdict.APPLIED, Verdict.DUPLICATE]
     assert len(actions) == 1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[1], [-5], [10**20], ["a"], ['é"\\\n\x00\u2028'], ["😀"], [1.5], [True], [None], [1, "a"]],
+)
+def test_key_text_is_compact_json_on_the_fast_path_too(values: list[Any]) -> None:
+    expected = json.dumps(values, separators=(",", ":"), ensure_ascii=False)
+    assert key_text(values) == expected
