@@ -18,7 +18,7 @@ MAX_POSITION = 2**63 - 1  # positions are stored as BIGINT
 _JSON_STARTS = (b"{", b"[")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~1 µs more, per event
 class ChangeEvent:
     """One row change at one source position."""
 

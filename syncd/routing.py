@@ -105,6 +105,10 @@ def _changes_key(mapping: Mapping, event: ChangeEvent) -> bool:
     before, after = event.before, event.after
     if event.op != "u" or not before or not after:
         return False
-    if any(before.get(column) is None for column in mapping.key):
-        return False  # a partial before-image without the key tells nothing
-    return any(before[column] != after.get(column) for column in mapping.key)
+    changed = False
+    for column in mapping.key:
+        old = before.get(column)
+        if old is None:
+            return False  # a partial before-image without the key tells nothing
+        changed = changed or old != after.get(column)
+    return changed

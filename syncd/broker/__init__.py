@@ -25,7 +25,7 @@ DELIVERY_HEADERS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~1 µs more, per message
 class Message:
     """One delivered message, as the apply loop sees it."""
 
