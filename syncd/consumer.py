@@ -186,10 +186,12 @@ class ApplyLoop:
 
     def _take_decoded(self) -> _Batch:
         version = self._version
-        items = [_Pending(message) for message in self._take_batch()]
-        for item in items:
-            item.changes = self._decode_and_route(item)
-        return _Batch(items, version)
+        return _Batch(self._take_batch(self._decoded), version)
+
+    def _decoded(self, message: Message) -> _Pending:
+        item = _Pending(message)
+        item.changes = self._decode_and_route(item)
+        return item
 
     def _current(self, batch: _Batch) -> list[_Pending]:
         """The batch's messages of the current connection, decoded by the current router.
@@ -201,16 +203,15 @@ class ApplyLoop:
         generation = self._broker.generation
         items = [item for item in batch.items if item.message.generation == generation]
         if batch.version != self._version:
-            items = [_Pending(item.message) for item in items]
-            for item in items:
-                item.changes = self._decode_and_route(item)
+            items = [self._decoded(item.message) for item in items]
         return items
 
-    def _take_batch(self) -> list[Message]:
+    def _take_batch(self, each: Callable[[Message], _Pending]) -> list[_Pending]:
+        """Messages as they come, each through ``each`` (decoding) while the next arrives."""
         first = self._broker.receive(0.5)
         if first is None:
             return []
-        batch = [first]
+        batch = [each(first)]
         deadline = time.monotonic() + self._settings.batch_linger_ms / 1000
         while len(batch) < self._settings.batch_max_messages:
             # A pause in the stream ends the batch: under a backlog messages come back to back,
@@ -220,7 +221,7 @@ class ApplyLoop:
             message = self._broker.receive(min(max(0.0, left), PAUSE_S))
             if message is None:
                 break
-            batch.append(message)
+            batch.append(each(message))
         return batch
 
     def process(self, batch: list[_Pending], policy: RetryPolicy) -> None:

@@ -8,7 +8,7 @@ import pytest
 import stomp
 from stomp.utils import parse_frame as stomp_parse_frame
 
-from syncd.broker.frames import parse_frame, speed_up
+from syncd.broker.frames import FrameReader, parse_frame, speed_up
 
 MESSAGE = (
     b"MESSAGE\ncontent-length:11\nexpires:0\ndestination:/queue/syncd.crm\nsubscription:1\n"
@@ -57,3 +57,37 @@ def test_speed_up_finds_the_stomp_py_internals_it_replaces() -> None:
     assert callable(conn.transport._BaseTransport__read_frames)
     # The receiver loop calls self.__read_frames(): the instance attribute must win.
     assert conn.transport._BaseTransport__read_frames.__name__ == "read_frames"
+
+
+def _stream() -> tuple[bytes, list[object]]:
+    with_nul = b"MESSAGE\ncontent-length:6\nack:a\\c1\n\nab\x00cd\n"
+    no_length = b"RECEIPT\nreceipt-id:r-9\n\n"
+    crlf = b"MESSAGE\r\ncontent-length:2\r\nid:x\r\n\r\n{}"
+    frames = [MESSAGE, with_nul, no_length, crlf]
+    stream = b"\n" + b"\x00\n".join(frames) + b"\x00" + b"\r\n"
+    # The leading EOL is a heart-beat; the EOL after each frame is the frame's optional EOL.
+    expected: list[object] = [("heartbeat", {}, None)]
+    expected += [_shape(stomp_parse_frame(raw)) for raw in frames]
+    return stream, expected
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 100_000])
+def test_frame_reader_cuts_a_stream_however_it_is_split(chunk: int) -> None:
+    stream, expected = _stream()
+    reader = FrameReader()
+    frames = []
+    for start in range(0, len(stream), chunk):
+        frames += reader.feed(stream[start : start + chunk])
+    assert [_shape(f) for f in frames] == expected
+
+
+def test_frame_reader_keeps_a_body_that_holds_nul_whole() -> None:
+    [frame] = FrameReader().feed(b"MESSAGE\ncontent-length:3\n\na\x00b\x00")
+    assert frame.body == b"a\x00b"
+
+
+def test_frame_reader_reports_each_idle_heart_beat() -> None:
+    reader = FrameReader()
+    assert [f.cmd for f in reader.feed(b"RECEIPT\nreceipt-id:1\n\n\x00\n")] == ["RECEIPT"]
+    assert [f.cmd for f in reader.feed(b"\n")] == ["heartbeat"]
+    assert [f.cmd for f in reader.feed(b"\n")] == ["heartbeat"]
