@@ -32,6 +32,9 @@ class ChangeEvent:
     event_id: str  # the optional `id`, else "<system>@<position>"
     source_ts_ms: int | None
     raw: Any  # the decoded JSON element, kept to dead-letter this event alone
+    # Columns the source could not send (PostgreSQL TOASTed values an update left unchanged):
+    # left out of ``after``, so the target keeps what it has.
+    unavailable: tuple[str, ...] = ()
 
     @property
     def is_delete(self) -> bool:
@@ -109,6 +112,11 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
     if explicit_id is not None and not isinstance(explicit_id, str | int):
         raise DecodeError(f"'id' must be text or a number, found {_kind(explicit_id)}")
     ts = source.get("ts_ms", document.get("ts_ms"))
+    unavailable = document.get("unavailable") or ()
+    if not isinstance(unavailable, list | tuple) or not all(
+        isinstance(column, str) for column in unavailable
+    ):
+        raise DecodeError(f"'unavailable' must be a list of column names, found {unavailable!r}")
     return ChangeEvent(
         op=op,
         before=before,
@@ -120,6 +128,7 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
         event_id=str(explicit_id) if explicit_id is not None else f"{system}@{position}",
         source_ts_ms=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
         raw=document,
+        unavailable=tuple(unavailable),
     )
 
 

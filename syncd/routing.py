@@ -88,6 +88,7 @@ class Router:
                     f"{mapping.target_table} has no column {', '.join(unknown)}; map the source "
                     "column in the mapping's columns (or add the column to the table)"
                 )
+        unavailable = event.unavailable and not delete and _maps_any(mapping, event.unavailable)
         return Change(
             mapping=mapping,
             key=key,
@@ -97,7 +98,15 @@ class Router:
             row=None if delete else target_row,
             event=event,
             ref=ref,
+            incomplete=bool(unavailable),
         )
+
+
+def _maps_any(mapping: Mapping, columns: tuple[str, ...]) -> bool:
+    """Whether the mapping carries any of these source columns to its target."""
+    if mapping.columns is None:
+        return True
+    return any(column.source in columns for column in mapping.columns)
 
 
 def _changes_key(mapping: Mapping, event: ChangeEvent) -> bool:

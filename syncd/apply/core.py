@@ -45,12 +45,12 @@ def upserter(statement: Any) -> Upsert:
     """An executemany of one cached Core upsert statement."""
 
     def upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
-        conn.execute(statement, [{c: _bindable(v) for c, v in row.items()} for row in rows])
+        conn.execute(statement, [{c: bindable(v) for c, v in row.items()} for row in rows])
 
     return upsert
 
 
-def _bindable(value: Any) -> Any:
+def bindable(value: Any) -> Any:
     """JSON objects and arrays are stored as their JSON text (json columns parse it)."""
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)

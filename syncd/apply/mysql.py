@@ -124,6 +124,17 @@ def position_advancer(table: sa.Table) -> PositionAdvancer:
             ("event_id", where_newer("event_id")),
             ("deleted", where_newer("deleted")),
             ("source_ts_ms", where_newer("source_ts_ms")),
+            # An existing row stays incomplete only while its changes keep lacking columns.
+            (
+                "incomplete",
+                sa.func.if_(
+                    newer,
+                    sa.and_(
+                        sa.func.coalesce(table.c.incomplete, sa.false()), stmt.inserted.incomplete
+                    ),
+                    table.c.incomplete,
+                ),
+            ),
             ("applied_at", sa.func.if_(newer, sa.func.current_timestamp(), table.c.applied_at)),
             ("position", where_newer("position")),
         ]

@@ -62,6 +62,7 @@ class Change:
     row: dict[str, Any] | None  # the target row for upserts (may be partial)
     event: ChangeEvent
     ref: Any = None  # opaque: lets the caller find the message this change came from
+    incomplete: bool = False  # ``row`` lacks columns the source could not send (TOAST)
 
     @property
     def truncates(self) -> bool:
@@ -84,6 +85,9 @@ class KeyAction:
     replace: bool = False  # a delete came before the upserts in ``row``: the old row goes first
     row: dict[str, Any] = field(default_factory=dict)
     last: Change | None = None
+    # Every change folded in lacked columns the source could not send: if this write creates
+    # the row, the row is incomplete until the key's snapshot event fills those columns in.
+    incomplete: bool = False
 
 
 def plan_batch(
@@ -112,6 +116,8 @@ def plan_batch(
         action = actions.get(change.key)
         if action is None:
             action = actions[change.key] = KeyAction(change.key, change.target_key, 0)
+            action.incomplete = change.incomplete
+        action.incomplete = action.incomplete and change.incomplete
         if change.delete:
             action.delete = True
         else:

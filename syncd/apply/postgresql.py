@@ -65,13 +65,16 @@ def position_advancer(table: sa.Table) -> core.PositionAdvancer:
     # newer is neither updated nor returned.
     sql = (
         f"INSERT INTO {_name(table)} AS p "
-        "(mapping, row_key, position, event_id, deleted, source_ts_ms) "
-        "SELECT r.mapping, r.row_key, r.position, r.event_id, r.deleted, r.source_ts_ms "
-        "FROM json_to_recordset(%s::json) AS r(mapping text, row_key text, position bigint, "
-        "event_id text, deleted boolean, source_ts_ms bigint) "
+        "(mapping, row_key, position, event_id, deleted, source_ts_ms, incomplete) "
+        "SELECT r.mapping, r.row_key, r.position, r.event_id, r.deleted, r.source_ts_ms, "
+        "r.incomplete FROM json_to_recordset(%s::json) AS r(mapping text, row_key text, "
+        "position bigint, event_id text, deleted boolean, source_ts_ms bigint, "
+        "incomplete boolean) "
         "ON CONFLICT (mapping, row_key) DO UPDATE SET position = EXCLUDED.position, "
         "event_id = EXCLUDED.event_id, deleted = EXCLUDED.deleted, "
-        "source_ts_ms = EXCLUDED.source_ts_ms, applied_at = CURRENT_TIMESTAMP "
+        "source_ts_ms = EXCLUDED.source_ts_ms, applied_at = CURRENT_TIMESTAMP, "
+        # An existing row stays incomplete only while its changes keep lacking columns.
+        "incomplete = COALESCE(p.incomplete, false) AND EXCLUDED.incomplete "
         "WHERE p.position < EXCLUDED.position RETURNING row_key"
     )
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd.apply import mysql, postgresql, sqlite
 from syncd.apply.classify import Failure
-from syncd.apply.core import Upsert
+from syncd.apply.core import Upsert, bindable
 from syncd.apply.deadline import Deadline
 from syncd.apply.plan import TABLE_KEY, Change, KeyAction, Verdict, plan_batch, position_guard
 from syncd.errors import PermanentApplyError, Problem, TargetOutage, TargetUnavailable
@@ -55,6 +55,8 @@ def positions_table(name: str) -> sa.Table:
         sa.Column("event_id", sa.String(200)),
         sa.Column("deleted", sa.Boolean, nullable=False),
         sa.Column("source_ts_ms", sa.BigInteger),
+        # Written by a change that lacked columns the source could not send (see KeyAction).
+        sa.Column("incomplete", sa.Boolean),
         sa.Column(
             "applied_at",
             sa.DateTime(timezone=True),
@@ -132,12 +134,25 @@ class SqlApplier:
         with self._translated(), self._engine.begin() as conn:
             if create:
                 self._positions.create(conn, checkfirst=True)
+                self._add_missing_position_columns(conn)
             inspector = sa.inspect(conn)
             for mapping in self._mappings:
                 target = self._describe(inspector, mapping, problems)
                 if target is not None:
                     self._targets[mapping.name] = target
         return problems
+
+    def _add_missing_position_columns(self, conn: Connection) -> None:
+        """Upgrade a positions table made by an older syncd: add the columns it lacks."""
+        inspector = sa.inspect(conn)
+        table = self._positions
+        present = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                name = conn.dialect.identifier_preparer.format_table(table)
+                log.info("database %s: adding column %s to %s", self.name, column.name, name)
+                conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column.name} {kind}")
 
     def target_columns(self, mapping: Mapping) -> frozenset[str]:
         return self._targets[mapping.name].columns
@@ -226,7 +241,52 @@ class SqlApplier:
             if verdicts[i] is Verdict.APPLIED and change.key not in advanced:
                 verdicts[i] = Verdict.STALE
         self._write_rows(conn, mapping, [a for a in actions.values() if a.key in advanced])
+        snapshots = [c for c, v in zip(changes, verdicts, strict=True) if c.event.op == "r"]
+        if snapshots:
+            self._complete_rows(conn, mapping, [c for c in snapshots if c.key not in advanced])
         return verdicts
+
+    def _complete_rows(self, conn: Connection, mapping: Mapping, changes: list[Change]) -> None:
+        """Fill the columns an incomplete row lacks from its (older) snapshot event.
+
+        An update that left a TOASTed column unchanged does not carry it; when that update
+        created the row (the row predates the stream, and its snapshot event came later), the
+        column is NULL in the target. The snapshot event is then older than the row, so it does
+        not apply — but its value of that column is the current one (an update that changed
+        the column would have carried it). Only NULL columns of rows marked incomplete are
+        filled, and the mark goes.
+        """
+        p = self._positions.c
+        keys = [c.key for c in changes]
+        marked: set[str] = set()
+        for start in range(0, len(keys), _CHUNK):
+            query = sa.select(p.row_key).where(
+                p.mapping == mapping.name,
+                p.row_key.in_(keys[start : start + _CHUNK]),
+                p.incomplete.is_(True),
+                p.deleted.is_(False),
+            )
+            marked.update(conn.execute(query).scalars())
+        target = self._targets[mapping.name]
+        for change in changes:
+            if change.key not in marked or not change.row:
+                continue
+            fill = {
+                column: sa.func.coalesce(target.table.c[column], bindable(value))
+                for column, value in change.row.items()
+                if column not in target.key and column in target.columns
+            }
+            action = KeyAction(change.key, change.target_key, 0)
+            if fill:
+                conn.execute(
+                    sa.update(target.table).where(self._key_clause(target, [action])).values(fill)
+                )
+            conn.execute(
+                sa.update(self._positions)
+                .where(p.mapping == mapping.name, p.row_key == change.key)
+                .values(incomplete=False)
+            )
+            marked.discard(change.key)
 
     def _truncate(self, conn: Connection, change: Change) -> Verdict:
         """The source emptied the table: so does the target, but for rows set after it.
@@ -285,6 +345,7 @@ class SqlApplier:
                 "event_id": a.last.event.event_id[:200] if a.last else None,
                 "deleted": a.delete,
                 "source_ts_ms": a.last.event.source_ts_ms if a.last else None,
+                "incomplete": a.incomplete,
             }
             for a in actions
         ]

@@ -77,6 +77,10 @@ def position_advancer(table: sa.Table) -> core.PositionAdvancer:
             "deleted": stmt.excluded.deleted,
             "source_ts_ms": stmt.excluded.source_ts_ms,
             "applied_at": sa.func.current_timestamp(),
+            # An existing row stays incomplete only while its changes keep lacking columns.
+            "incomplete": sa.and_(
+                sa.func.coalesce(table.c.incomplete, sa.false()), stmt.excluded.incomplete
+            ),
         },
         where=table.c.position < stmt.excluded.position,
     ).returning(table.c.row_key)

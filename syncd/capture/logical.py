@@ -40,6 +40,7 @@ from syncd.capture.logical_setup import (
     uninstall,
 )
 from syncd.capture.pgoutput import (
+    UNCHANGED_TOAST,
     Begin,
     Commit,
     Delete,
@@ -184,7 +185,17 @@ def change_events(
         return [row_event(relation, keys, "c", None, relation.row(change.new), origin)]
     before = old_image(relation, change.old_kind, change.old)
     if isinstance(change, Update):
-        return [row_event(relation, keys, "u", before, relation.row(change.new), origin)]
+        captured = row_event(relation, keys, "u", before, relation.row(change.new), origin)
+        unavailable = [
+            column.name
+            for column, value in zip(relation.columns, change.new, strict=True)
+            if value is UNCHANGED_TOAST
+        ]
+        if unavailable:
+            # Left out of `after`, and named: a target that never had the row (it predates
+            # the stream) can take these columns from the row's snapshot event later.
+            captured.event["unavailable"] = unavailable
+        return [captured]
     return [row_event(relation, keys, "d", before, None, origin)]
 
 

@@ -346,3 +346,67 @@ def test_postgresql_columns_take_json_values_by_their_types(postgres: Any) -> No
     finally:
         applier.close()
         engine.dispose()
+
+
+def _event(op: str, seq: int, row: dict[str, Any], unavailable: tuple[str, ...] = ()) -> Any:
+    return ChangeEvent(
+        op=op,
+        before=None,
+        after=row,
+        system="crm",
+        schema="public",
+        table="docs",
+        position=seq,
+        event_id=f"crm@{seq}",
+        source_ts_ms=None,
+        raw={},
+        unavailable=unavailable,
+    )
+
+
+def test_snapshot_fills_what_an_incomplete_row_lacks_and_nothing_else(
+    applier: SqlApplier,
+) -> None:
+    router = Router([DOCS])
+    # Rows 1 and 2 predate the stream; their first captured updates leave `body` (TOAST) out.
+    partial = [
+        _event("u", 10, {"id": 1, "note": "new"}, ("body",)),
+        _event("u", 11, {"id": 2, "note": "new"}, ("body",)),
+    ]
+    applier.apply_batch([c for e in partial for c in router.changes_for(e)])
+    # Row 2 is then updated in full, setting body to NULL at the source.
+    applier.apply_batch(router.changes_for(_event("u", 12, {"id": 2, "body": None, "note": "x"})))
+    # The snapshot rows come last, read before those updates (position 0: older than all).
+    snapshot = [
+        _event("r", 0, {"id": 1, "body": "big 1", "note": "old"}),
+        _event("r", 0, {"id": 2, "body": "big 2", "note": "old"}),
+    ]
+    verdicts = applier.apply_batch([c for e in snapshot for c in router.changes_for(e)])
+    assert verdicts == [Verdict.STALE, Verdict.STALE]
+    assert rows(applier, "docs") == [(1, "big 1", "new"), (2, None, "x")]
+    # Filled once: the mark is gone, so a replayed snapshot row changes nothing more.
+    applier.apply_batch(router.changes_for(_event("u", 13, {"id": 1, "body": None}, ())))
+    applier.apply_batch(router.changes_for(snapshot[0]))
+    assert rows(applier, "docs")[0] == (1, None, "new")
+
+
+def test_positions_table_of_an_older_syncd_gets_the_new_column(target_url: str) -> None:
+    engine = sa.create_engine(target_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(SCHEMA.split(";")[0])
+        conn.exec_driver_sql(
+            "CREATE TABLE syncd_positions (mapping VARCHAR(100) NOT NULL, "
+            "row_key VARCHAR(650) NOT NULL, position BIGINT NOT NULL, event_id VARCHAR(200), "
+            "deleted BOOLEAN NOT NULL, source_ts_ms BIGINT, applied_at TIMESTAMP, "
+            "PRIMARY KEY (mapping, row_key))"
+        )
+    applier = SqlApplier("warehouse", target_url, [CUSTOMERS], "syncd_positions")
+    try:
+        assert applier.prepare() == []
+        batch = changes(CUSTOMERS, ("c", 1, {"id": 1, "name": "Ana"}))
+        assert applier.apply_batch(batch) == [Verdict.APPLIED]
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("syncd_positions")}
+        assert "incomplete" in columns
+    finally:
+        applier.close()
+        engine.dispose()

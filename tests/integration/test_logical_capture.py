@@ -297,10 +297,12 @@ def test_update_leaving_a_toasted_column_untouched_leaves_it_out(installed: Sour
     assert captured.event["op"] == "u"
     assert captured.event["after"] == {"id": 1, "title": "final"}
     assert captured.event["before"] is None
+    assert captured.event["unavailable"] == ["body"]
 
     installed.run("UPDATE documents SET body = :body WHERE id = 1", body=body[::-1])
     [changed] = poll_events(capture, 1)
     assert changed.event["after"]["body"] == body[::-1]
+    assert "unavailable" not in changed.event
 
 
 def test_delete_before_holds_the_key(installed: Source) -> None:

@@ -110,3 +110,10 @@ def test_json_nested_too_deeply_is_a_decode_error_not_a_crash() -> None:
 def test_truncate_needs_neither_before_nor_after() -> None:
     decoded = decode_event(event(op="t", before=None, after=None))
     assert (decoded.op, decoded.before, decoded.after, decoded.position) == ("t", None, None, 1042)
+
+
+def test_unavailable_columns_are_read_and_checked() -> None:
+    assert decode_event(event(unavailable=["body"])).unavailable == ("body",)
+    assert decode_event(event()).unavailable == ()
+    with pytest.raises(DecodeError, match="'unavailable' must be a list of column names"):
+        decode_event(event(unavailable="body"))
