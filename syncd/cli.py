@@ -1,4 +1,5 @@
-"""The `syncd` command: run, check, publish, and dlq (list, show, replay, purge)."""
+"""The `syncd` command: run, check, publish, status, dlq (list, show, replay, purge),
+capture (install, uninstall) and snapshot."""
 
 from __future__ import annotations
 
@@ -6,24 +7,30 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 from syncd import dlq
 from syncd.broker import Outgoing
-from syncd.config import Config, load_config
+from syncd.capture import Captured
+from syncd.config import Config, SourceConfig, load_config
 from syncd.deadletter import ErrorClass
 from syncd.errors import (
     BrokerUnavailable,
+    CaptureError,
     ConfigError,
     DecodeError,
     ExitCode,
     Problem,
     PublishError,
+    SourceUnavailable,
     TargetUnavailable,
 )
 from syncd.events import decode_event
@@ -36,10 +43,26 @@ log = logging.getLogger("syncd")
 EPILOG = """\
 exit codes:
   0  success
-  1  unexpected failure (systemd restarts the daemon)
-  2  bad command line, config.yaml or mapping file: fix it, a restart cannot help
+  1  unexpected failure (systemd restarts the daemon); capture install/uninstall and
+     snapshot: the source refused (the message says what to do)
+  2  bad command line, config.yaml or mapping file, or an unknown source: fix it, a restart
+     cannot help. run: also a source not prepared for capture (syncd capture install)
   3  a broker or database needed by the command is unreachable
-  4  publish: some input lines were rejected or not confirmed by the broker
+  4  publish: some input lines were rejected or not confirmed by the broker;
+     snapshot: interrupted (run it again to resume)
+"""
+CAPTURE_EPILOG = """\
+logical (PostgreSQL logical decoding) needs wal_level=logical on the source and a primary key
+(or REPLICA IDENTITY) on every table; install creates the publication and the replication
+slot syncd_<source>. outbox creates the syncd_outbox table and triggers on every table.
+Both are idempotent: run install again after changing a source's tables.
+
+exit codes:
+  0  success
+  1  the source refused: wal_level is not logical, a table is missing or has no primary key,
+     no rights, or (uninstall) the outbox holds unpublished changes and --force was not given
+  2  bad command line or config.yaml, or an unknown source
+  3  the source database is unreachable
 """
 DLQ_EPILOG = """\
 Dead letters are read with a queue browser: listing or showing them takes nothing off the
@@ -72,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return ExitCode.BAD_CONFIG
-    except (BrokerUnavailable, TargetUnavailable) as exc:
+    except (BrokerUnavailable, TargetUnavailable, SourceUnavailable) as exc:
         print(f"syncd: {exc}", file=sys.stderr)
         return ExitCode.UNAVAILABLE
 
@@ -90,7 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return _subcommand(commands, name, help_text, EPILOG)
 
-    run = command("run", "Run the daemon: consume change events and apply them (until SIGTERM).")
+    run = command(
+        "run",
+        "Run the daemon (until SIGTERM): consume change events and apply them, and capture the "
+        "changes of every source under sources: onto its queue.",
+    )
+    run.add_argument(
+        "--only",
+        choices=("capture", "apply"),
+        help="run only the captures (no mappings or targets needed) or only the apply loop",
+    )
     run.set_defaults(command=_run)
     check = command(
         "check",
@@ -98,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
         "tables; print every problem found. Exit 0 if all is well, 2 otherwise.",
     )
     check.add_argument(
-        "--offline", action="store_true", help="do not connect to the target databases"
+        "--offline",
+        action="store_true",
+        help="do not connect to the target and source databases",
     )
     check.set_defaults(command=_check)
     publish = command(
@@ -116,6 +150,24 @@ def _parser() -> argparse.ArgumentParser:
     status_arguments(status)
     status.set_defaults(command=_status)
     _add_dlq_commands(commands)
+    _add_capture_commands(commands)
+    snapshot = command(
+        "snapshot",
+        "Read a source's tables and publish every row as a snapshot event (op r, at position 0, "
+        "so it never overwrites a captured change). Resumable: an interrupted snapshot goes on "
+        "where it stopped when run again; its progress is kept in state_dir.",
+    )
+    snapshot.add_argument("--source", required=True, metavar="NAME", help="the source to read")
+    snapshot.add_argument(
+        "--table",
+        action="append",
+        metavar="T",
+        help="only this table (repeat for several; default: every table of the source)",
+    )
+    snapshot.add_argument(
+        "--restart", action="store_true", help="start over instead of resuming a stopped snapshot"
+    )
+    snapshot.set_defaults(command=_snapshot)
     return parser
 
 
@@ -199,6 +251,44 @@ def _add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     purge.set_defaults(command=_dlq_purge)
 
 
+def _add_capture_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    about = (
+        "Prepare source databases for capture, or undo it: the sources under sources: in "
+        "config.yaml, or the one named by --source."
+    )
+    capture = commands.add_parser(
+        "capture",
+        help=about,
+        description=textwrap.fill(about, 92),
+        epilog=CAPTURE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = capture.add_subparsers(title="capture commands", required=True, metavar="ACTION")
+    install = _subcommand(
+        actions,
+        "install",
+        "Prepare each source for capture (logical: publication and replication slot; outbox: "
+        "outbox table and triggers) and print what was done. Idempotent.",
+        CAPTURE_EPILOG,
+    )
+    install.add_argument("--source", metavar="NAME", help="only this source (default: all)")
+    install.set_defaults(command=_capture_install)
+    uninstall = _subcommand(
+        actions,
+        "uninstall",
+        "Undo install: drop the replication slot (so the source stops keeping WAL for syncd) "
+        "and publication, or the triggers and, once unused, the outbox table.",
+        CAPTURE_EPILOG,
+    )
+    uninstall.add_argument("--source", metavar="NAME", help="only this source (default: all)")
+    uninstall.add_argument(
+        "--force",
+        action="store_true",
+        help="outbox: drop it even though it holds changes not published yet (they are lost)",
+    )
+    uninstall.set_defaults(command=_capture_uninstall)
+
+
 def _add_filter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mapping", metavar="M", help="only the dead letters of mapping M")
     parser.add_argument(
@@ -217,10 +307,15 @@ def _add_choice_options(parser: argparse.ArgumentParser) -> None:
     _add_filter_options(parser)
 
 
-def _run(config: Config, _args: argparse.Namespace) -> int:
+def _run(config: Config, args: argparse.Namespace) -> int:
     from syncd.daemon import run
 
-    run(config)
+    try:
+        run(config, only=args.only)
+    except CaptureError as exc:
+        # The source is not prepared, or refuses: a human must act, so systemd must not loop.
+        print(f"syncd: {exc}", file=sys.stderr)
+        return ExitCode.BAD_CONFIG
     return ExitCode.OK
 
 
@@ -231,15 +326,134 @@ def _status(config: Config, args: argparse.Namespace) -> int:
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:
+    from syncd.capture.runner import check_source
     from syncd.daemon import build_appliers
 
-    mappings = load_mappings(config.mappings_dir, list(config.databases))
+    # A capture-only config (sources, no databases) has no mappings to check.
+    mappings = (
+        load_mappings(config.mappings_dir, list(config.databases)) if config.databases else []
+    )
     if not args.offline:
         for applier in build_appliers(config, mappings, create=False).values():
             applier.close()
+        for source in config.sources.values():
+            check_source(source)
     where = "" if args.offline else ", checked against their target tables"
-    print(f"{config.path}: OK ({len(mappings)} mappings{where})")
+    sources = f", {len(config.sources)} sources" if config.sources else ""
+    reached = " (reachable)" if config.sources and not args.offline else ""
+    print(f"{config.path}: OK ({len(mappings)} mappings{where}{sources}{reached})")
     return ExitCode.OK
+
+
+def _chosen_sources(config: Config, name: str | None) -> list[SourceConfig]:
+    """The source named by --source, or every source; ConfigError if there is none such."""
+    if name is None:
+        if not config.sources:
+            raise ConfigError(
+                [Problem(str(config.path), None, "sources: none configured; add one to capture")]
+            )
+        return list(config.sources.values())
+    if name not in config.sources:
+        known = ", ".join(config.sources) or "none"
+        message = f"--source {name}: no such source in sources: (configured: {known})"
+        raise ConfigError([Problem(str(config.path), None, message)])
+    return [config.sources[name]]
+
+
+def _capture_install(config: Config, args: argparse.Namespace) -> int:
+    def install(source: SourceConfig) -> list[str]:
+        if source.capture == "logical":
+            from syncd.capture import logical
+
+            return logical.install(source.url, source.name, source.tables)
+        from syncd.capture import outbox
+
+        return outbox.install(source.url, source.name, source.tables)
+
+    return _for_each_source(config, args.source, "install", install)
+
+
+def _capture_uninstall(config: Config, args: argparse.Namespace) -> int:
+    def uninstall(source: SourceConfig) -> list[str]:
+        if source.capture == "logical":
+            from syncd.capture import logical
+
+            return logical.uninstall(source.url, source.name)
+        from syncd.capture import outbox
+
+        return outbox.uninstall(source.url, source.name, force=args.force)
+
+    return _for_each_source(config, args.source, "uninstall", uninstall)
+
+
+def _for_each_source(
+    config: Config, name: str | None, what: str, action: Callable[[SourceConfig], list[str]]
+) -> int:
+    """Run ``action`` on each chosen source, printing what it did; the worst exit code."""
+    code = ExitCode.OK
+    for source in _chosen_sources(config, name):
+        try:
+            lines = action(source)
+        except SourceUnavailable as exc:
+            print(f"syncd capture {what}: {source.name}: {exc}", file=sys.stderr)
+            code = max(code, ExitCode.UNAVAILABLE)
+            continue
+        except CaptureError as exc:
+            print(f"syncd capture {what}: {source.name}: {exc}", file=sys.stderr)
+            code = max(code, ExitCode.FAILURE)
+            continue
+        print(f"{source.name} ({source.capture}, {source.display_url}):")
+        for line in lines:
+            print(f"  {line}")
+    return code
+
+
+def _snapshot(config: Config, args: argparse.Namespace) -> int:
+    from syncd.capture.runner import publish_captured
+    from syncd.capture.snapshot import run_snapshot
+    from syncd.publisher import Publisher
+
+    source = _chosen_sources(config, args.source)[0]
+    stopping = threading.Event()
+    _stop_on_signals(stopping)
+    try:
+        with Publisher(config) as publisher:
+
+            def publish(events: Sequence[Captured]) -> None:
+                publish_captured(publisher, source.queue, events)
+
+            report = run_snapshot(
+                source,
+                publish,
+                config.state_dir,
+                tables=args.table,
+                restart=args.restart,
+                stopping=stopping,
+            )
+    except PublishError as exc:
+        print(f"syncd snapshot: {exc}; run it again to resume", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    except CaptureError as exc:
+        print(f"syncd snapshot: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
+    for line in report.lines():
+        print(line)
+    if stopping.is_set():
+        print("syncd snapshot: interrupted; run it again to resume", file=sys.stderr)
+        return ExitCode.PARTIAL
+    return ExitCode.OK
+
+
+def _stop_on_signals(stopping: threading.Event) -> None:
+    """SIGTERM/SIGINT: stop after the chunk in hand (its progress is kept); twice: at once."""
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        if stopping.is_set():
+            os._exit(128 + signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
 
 
 def _publish(config: Config, args: argparse.Namespace) -> int:

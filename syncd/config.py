@@ -36,7 +36,8 @@ DEFAULTS: dict[str, Any] = {
         "dead_letter_queue": "/queue/syncd.DLQ",
         "publish_batch_events": 500,  # events per STOMP transaction when publishing
     },
-    "databases": {},  # required: NAME: {url, password | password_file}
+    "databases": {},  # required unless sources are named: NAME: {url, password | password_file}
+    "sources": {},  # optional, to capture from: NAME: {SOURCE_DEFAULTS' keys}
     "mappings": "mappings/",  # relative to the config file's directory
     "state_dir": "var/",  # the delivery ledger (crash-loop counts); relative to the config file
     "apply": {
@@ -61,8 +62,29 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 DATABASE_KEYS = ("url", "password", "password_file")
+# The keys of one source under `sources:`; None: required (or, for queue, derived from the name).
+SOURCE_DEFAULTS: dict[str, Any] = {
+    "url": None,
+    "password": None,
+    "password_file": None,
+    "capture": None,  # logical | outbox
+    "tables": None,  # [schema.table, ...]
+    "queue": None,  # broker.queue_prefix + the source's name
+    "batch_events": 500,  # events per batch read from the source and published
+}
+# Each capture mode (syncd.capture.logical, .outbox), the databases it reads, and how to say so.
+CAPTURE_BACKENDS = {
+    "logical": (("postgresql",), "PostgreSQL"),
+    "outbox": (("postgresql", "sqlite", "mysql", "mariadb"), "PostgreSQL, SQLite or MariaDB/MySQL"),
+}
+# A source's name becomes part of slot, publication, function and trigger names.
+_SOURCE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 EXAMPLE_URL = "postgresql+psycopg2://syncd@127.0.0.1:5432/warehouse"
+EXAMPLE_SOURCE_URL = "postgresql+psycopg2://syncd@db1:5432/crm"
+SOURCE_SETTINGS_EXAMPLE = (
+    f"{{url: '{EXAMPLE_SOURCE_URL}', capture: logical, tables: [public.customers]}}"
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +110,23 @@ class DatabaseConfig:
     def display_url(self) -> str:
         """The URL with its password masked, for logs and messages."""
         return make_url(self.url).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """A database syncd captures changes from, and the queue they travel on."""
+
+    name: str  # the events' source.name; part of the slot / trigger names
+    url: URL = field(repr=False)  # with the password filled in: log display_url instead
+    capture: str  # logical | outbox (CAPTURE_BACKENDS)
+    tables: tuple[str, ...]  # as written: schema.table or table
+    queue: str
+    batch_events: int  # events per batch read from the source and published
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked, for logs and messages."""
+        return self.url.render_as_string(hide_password=True)
 
 
 @dataclass(frozen=True)
@@ -122,13 +161,15 @@ class MetricsConfig:
 class Config:
     path: Path  # the config file, absolute
     broker: BrokerConfig
-    databases: Mapping[str, DatabaseConfig]  # read-only
+    databases: Mapping[str, DatabaseConfig]  # read-only; empty only when sources are named
     mappings_dir: Path  # absolute
     state_dir: Path  # absolute
     apply: ApplyConfig
     retry: RetryConfig
     logging: LoggingConfig
     metrics: MetricsConfig
+    # Read-only; empty: nothing to capture.
+    sources: Mapping[str, SourceConfig] = field(default_factory=lambda: MappingProxyType({}))
 
     def queue_for(self, system: str) -> str:
         """The queue a source system's change events travel on."""
@@ -161,16 +202,21 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 def _config(r: _Reader, items: dict[str, Node], path: Path) -> Config:
     mappings = r.scalar(items, "", "mappings", _text, DEFAULTS["mappings"])
     state_dir = r.scalar(items, "", "state_dir", _text, DEFAULTS["state_dir"])
+    broker = _broker(r, items)
+    sources = _sources(r, items.get("sources"), broker.queue_prefix)
     return Config(
         path=path,
-        broker=_broker(r, items),
-        databases=MappingProxyType(_databases(r, items.get("databases"))),
+        broker=broker,
+        databases=MappingProxyType(
+            _databases(r, items.get("databases"), bool(r.entries(items, "sources")))
+        ),
         mappings_dir=r.base_dir / Path(mappings).expanduser(),
         state_dir=r.base_dir / Path(state_dir).expanduser(),
         apply=ApplyConfig(**r.section(items, "apply")),
         retry=_retry(r, items),
         logging=LoggingConfig(**r.section(items, "logging")),
         metrics=MetricsConfig(**r.section(items, "metrics")),
+        sources=MappingProxyType(sources),
     )
 
 
@@ -196,10 +242,12 @@ def _retry(r: _Reader, items: dict[str, Node]) -> RetryConfig:
     return retry
 
 
-def _databases(r: _Reader, node: Node | None) -> dict[str, DatabaseConfig]:
+def _databases(r: _Reader, node: Node | None, has_sources: bool) -> dict[str, DatabaseConfig]:
     example = f"databases: {{warehouse: {{url: '{EXAMPLE_URL}'}}}}"
     if node is None:
-        r.problem(None, "databases", f"missing; name at least one target, e.g. {example}")
+        # A daemon that only captures (`syncd run --only capture`) needs no target.
+        if not has_sources:
+            r.problem(None, "databases", f"missing; name at least one target, e.g. {example}")
         return {}
     entries = node.mapping
     if not entries:
@@ -229,6 +277,16 @@ def _database(r: _Reader, name: str, node: Node) -> DatabaseConfig | None:
         )
         return None
     r.check_keys(entries, path, DATABASE_KEYS)
+    url = _url_with_secret(r, node, entries, path, EXAMPLE_URL)
+    if url is None:
+        return None
+    return DatabaseConfig(name=name, url=url.render_as_string(hide_password=False))
+
+
+def _url_with_secret(
+    r: _Reader, node: Node, entries: dict[str, Node], path: str, example: str
+) -> URL | None:
+    """``url`` with ``password`` or ``password_file`` filled in; relative SQLite files anchored."""
     url: URL | None = r.scalar(entries, path, "url", _database_url, None)
     password = r.secret(
         entries,
@@ -238,7 +296,7 @@ def _database(r: _Reader, name: str, node: Node) -> DatabaseConfig | None:
     )
     if url is None:
         if "url" not in entries:
-            r.problem(node.line, f"{path}.url", f"missing; write url: '{EXAMPLE_URL}'")
+            r.problem(node.line, f"{path}.url", f"missing; write url: '{example}'")
         return None
     if password is not None and url.password is not None:
         r.problem(
@@ -249,8 +307,108 @@ def _database(r: _Reader, name: str, node: Node) -> DatabaseConfig | None:
         )
     if password is not None:
         url = url.set(password=password)
-    url = _absolute_sqlite(url, r.base_dir)
-    return DatabaseConfig(name=name, url=url.render_as_string(hide_password=False))
+    return _absolute_sqlite(url, r.base_dir)
+
+
+def _sources(r: _Reader, node: Node | None, queue_prefix: str) -> dict[str, SourceConfig]:
+    if node is None or node.value is None:
+        return {}  # absent or commented out: nothing is captured
+    entries = node.mapping
+    if entries is None:
+        r.problem(
+            node.line,
+            "sources",
+            f"expected source names with their settings, like crm: {SOURCE_SETTINGS_EXAMPLE}, "
+            f"found {node.describe()}",
+        )
+        return {}
+    sources: dict[str, SourceConfig] = {}
+    for name, entry in entries.items():
+        source = _source(r, name, entry, queue_prefix)
+        if source is not None:
+            sources[name] = source
+    return sources
+
+
+def _source(r: _Reader, name: str, node: Node, queue_prefix: str) -> SourceConfig | None:
+    path = f"sources.{name}"
+    if not _SOURCE_NAME.fullmatch(name):
+        r.problem(
+            node.line,
+            path,
+            "a source name must be a lowercase letter, then up to 31 lowercase letters, digits "
+            "and _ (it becomes part of the replication slot's or the triggers' names), e.g. crm",
+        )
+    entries = node.mapping
+    if entries is None:
+        r.problem(node.line, path, f"expected {SOURCE_SETTINGS_EXAMPLE}, found {node.describe()}")
+        return None
+    r.check_keys(entries, path, list(SOURCE_DEFAULTS))
+    url = _url_with_secret(r, node, entries, path, EXAMPLE_SOURCE_URL)
+    capture = r.scalar(entries, path, "capture", _capture_mode, None)
+    if capture is None and "capture" not in entries:
+        r.problem(node.line, f"{path}.capture", "missing; write capture: logical or outbox")
+    tables = _source_tables(r, entries.get("tables"), node.line, path)
+    queue = r.scalar(entries, path, "queue", _queue, queue_prefix + name)
+    batch_events = r.scalar(
+        entries, path, "batch_events", _whole(1, 100_000), SOURCE_DEFAULTS["batch_events"]
+    )
+    if (
+        url is None
+        or capture is None
+        or not tables
+        or not _readable(r, path, entries, url, capture)
+    ):
+        return None
+    return SourceConfig(name, url, capture, tables, queue, batch_events)
+
+
+def _readable(r: _Reader, path: str, entries: dict[str, Node], url: URL, capture: str) -> bool:
+    """Whether ``capture`` can read ``url``'s kind of database (a problem if not)."""
+    backends, described = CAPTURE_BACKENDS[capture]
+    if url.get_backend_name() in backends:
+        return True
+    instead = f"a URL such as '{EXAMPLE_SOURCE_URL}'"
+    if capture == "logical":
+        instead += ", or capture: outbox"
+    r.problem(
+        r.line_of(entries, "url"),
+        f"{path}.url",
+        f"capture: {capture} reads {described} only, not {url.get_backend_name()}; write {instead}",
+    )
+    return False
+
+
+def _source_tables(r: _Reader, node: Node | None, line: int, path: str) -> tuple[str, ...]:
+    """The ``tables`` of a source: a non-empty list of ``schema.table`` or ``table``."""
+    path = f"{path}.tables"
+    if node is None or node.value is None:
+        r.problem(line, path, "missing; list the tables to capture, e.g. [public.customers]")
+        return ()
+    items = node.sequence
+    if not items:
+        r.problem(
+            node.line,
+            path,
+            f"expected a list of tables such as [public.customers, public.orders], "
+            f"found {node.describe()}",
+        )
+        return ()
+    tables: list[str] = []
+    for index, item in enumerate(items):
+        expanded = r.expand(item, f"{path}[{index}]")
+        if expanded is None:
+            continue
+        try:
+            table = _source_table(expanded[0], expanded[1])
+        except _Invalid as exc:
+            r.problem(item.line, f"{path}[{index}]", f"expected {exc}, found {item.describe()}")
+            continue
+        if table in tables:
+            r.problem(item.line, f"{path}[{index}]", f"{table} is listed twice; keep one")
+            continue
+        tables.append(table)
+    return tuple(tables) if len(tables) == len(items) else ()
 
 
 def _absolute_sqlite(url: URL, base_dir: Path) -> URL:
@@ -420,6 +578,20 @@ def _table_name(value: object, from_env: bool) -> str:
         raise _Invalid(
             "a table name such as syncd_positions or schema.syncd_positions (letters, digits and _)"
         )
+    return value
+
+
+def _capture_mode(value: object, from_env: bool) -> str:
+    if value not in CAPTURE_BACKENDS:
+        raise _Invalid(
+            "logical (PostgreSQL logical decoding) or outbox (triggers and an outbox table)"
+        )
+    return str(value)
+
+
+def _source_table(value: object, from_env: bool) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"\w+(\.\w+)?", value, re.ASCII):
+        raise _Invalid("a table name such as public.customers or customers (letters, digits, _)")
     return value
 
 

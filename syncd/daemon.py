@@ -1,4 +1,9 @@
-"""`syncd run`: wire config, mappings, appliers and the broker together, and run the loop."""
+"""`syncd run`: wire config, mappings, appliers, captures and the broker together, and run.
+
+The daemon runs up to two kinds of parts, each on its own thread: the apply loop (queues to
+target databases) and one capture runner per configured source (source database to its
+queue). ``syncd run --only apply|capture`` runs one kind. One part failing stops them all.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import FrameType
+from wsgiref.simple_server import WSGIServer
 
 from syncd.apply.sql import SqlApplier
 from syncd.broker.statistics import queue_statistics
 from syncd.broker.stomp import StompBroker
-from syncd.config import Config, load_config
-from syncd.consumer import ApplyLoop
+from syncd.capture.runner import CaptureRunner
+from syncd.config import Config, SourceConfig, load_config
+from syncd.consumer import ApplyLoop, Progress
 from syncd.errors import (
     BrokerUnavailable,
     ConfigError,
@@ -30,6 +38,8 @@ from syncd.routing import Router
 from syncd.stats import Stats
 
 log = logging.getLogger("syncd")
+
+APPLY = "the apply loop"  # the apply part's name; each source's capture is "capture NAME"
 
 
 def build_appliers(
@@ -66,40 +76,115 @@ def build_appliers(
 
 
 class Supervision:
-    """Where the loop reports progress: systemd's notify socket, and the /healthz answer."""
+    """Where the parts report progress: systemd's notify socket, and the /healthz answer.
 
-    def __init__(self, notifier: Notifier, broker: StompBroker, stale_after_s: float):
+    Each part — the apply loop, each source's capture — reports through its own view
+    (:meth:`part`, a ``Progress``). READY=1 goes out once every part is ready; STATUS joins
+    the parts' lines; the watchdog is fed only while every part goes round, so one wedged part
+    starves it and systemd restarts the daemon.
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        parts: Sequence[str],
+        stale_after_s: float,
+        broker_connected: Callable[[], bool] | None = None,
+    ):
         self.notifier = notifier
-        self._broker = broker
+        self._broker_connected = broker_connected  # the apply loop's connection, if it runs
         self._stale_after_s = stale_after_s
-        self._last_progress = time.monotonic()
-        self._waiting_for = ""
+        # A part is fresh for the watchdog if it went round within one WatchdogSec (pings go
+        # out at half of it): a part wedged longer stops the pings.
+        interval_s = notifier.watchdog_interval_s
+        self._fresh_s = 2 * interval_s if interval_s is not None else stale_after_s
+        now = time.monotonic()
+        self._parts = {name: _PartState(last_progress=now) for name in parts}
+        self._lock = threading.Lock()
+        self._ready_sent = False
 
-    def ready(self, status: str) -> None:
-        self.notifier.ready(status)
+    def part(self, name: str) -> _PartProgress:
+        return _PartProgress(self, name)
 
-    def status(self, text: str) -> None:
-        self.notifier.status(text)
+    def ready(self, name: str, status: str) -> None:
+        with self._lock:
+            self._parts[name].ready = True
+            self._parts[name].status = status
+            if self._ready_sent or not all(p.ready for p in self._parts.values()):
+                return
+            self._ready_sent = True
+            self.notifier.ready(self._status_line())
 
-    def alive(self) -> None:
-        self._last_progress = time.monotonic()
-        self._waiting_for = ""
-        self.notifier.alive()
+    def status(self, name: str, text: str) -> None:
+        with self._lock:
+            self._parts[name].status = text
+            self.notifier.status(self._status_line())
 
-    def waiting(self, status: str) -> None:
-        self._waiting_for = status
-        self.notifier.waiting(status)
+    def alive(self, name: str) -> None:
+        with self._lock:
+            part = self._parts[name]
+            part.last_progress = time.monotonic()
+            part.waiting_for = ""
+            self._feed_watchdog()
+
+    def waiting(self, name: str, status: str) -> None:
+        """Waiting out an outage: alive (not wedged), and saying what for."""
+        with self._lock:
+            part = self._parts[name]
+            part.last_progress = time.monotonic()
+            part.waiting_for = part.status = status
+            self.notifier.status(self._status_line())
+            self._feed_watchdog()
 
     def health(self) -> tuple[bool, str]:
-        """Healthy: connected to the broker, and the apply loop went round recently."""
-        if not self._broker.connected:
+        """Healthy: connected to the broker, and every part went round recently."""
+        if self._broker_connected is not None and not self._broker_connected():
             return False, "not connected to the broker"
-        if self._waiting_for:
-            return False, self._waiting_for
-        silent_s = time.monotonic() - self._last_progress
-        if silent_s > self._stale_after_s:
-            return False, f"the apply loop has not gone round for {silent_s:.0f} s"
-        return True, "applying"
+        now = time.monotonic()
+        with self._lock:
+            for name, part in self._parts.items():
+                if part.waiting_for:
+                    return False, part.waiting_for
+                silent_s = now - part.last_progress
+                if silent_s > self._stale_after_s:
+                    return False, f"{name} has not gone round for {silent_s:.0f} s"
+        return True, "applying" if APPLY in self._parts else "capturing"
+
+    def _feed_watchdog(self) -> None:
+        now = time.monotonic()
+        if all(now - p.last_progress <= self._fresh_s for p in self._parts.values()):
+            self.notifier.alive()
+
+    def _status_line(self) -> str:
+        return "; ".join(p.status for p in self._parts.values() if p.status)
+
+
+@dataclass
+class _PartState:
+    last_progress: float
+    ready: bool = False
+    status: str = ""
+    waiting_for: str = ""
+
+
+class _PartProgress:
+    """One part's ``Progress``: what the apply loop and each capture runner report to."""
+
+    def __init__(self, supervision: Supervision, name: str):
+        self._supervision = supervision
+        self._name = name
+
+    def ready(self, status: str) -> None:
+        self._supervision.ready(self._name, status)
+
+    def status(self, text: str) -> None:
+        self._supervision.status(self._name, text)
+
+    def alive(self) -> None:
+        self._supervision.alive(self._name)
+
+    def waiting(self, status: str) -> None:
+        self._supervision.waiting(self._name, status)
 
 
 def _wait_for_targets(
@@ -124,7 +209,7 @@ class Reloader:
 
     If anything is wrong the daemon keeps running on what it had, and says so: every problem
     in the log with its file and line (as `syncd check` prints them), and in systemd's STATUS.
-    Broker settings take effect at the next restart.
+    Broker settings and sources take effect at the next restart.
     """
 
     def __init__(
@@ -132,13 +217,14 @@ class Reloader:
         config: Config,
         appliers: dict[str, SqlApplier],
         broker: StompBroker,
-        notifier: Notifier,
+        progress: Progress,
+        requested: threading.Event,
     ):
         self.config = config
         self.appliers = appliers
-        self.requested = threading.Event()
+        self.requested = requested
         self._broker = broker
-        self._notifier = notifier
+        self._progress = progress
 
     def __call__(self, loop: ApplyLoop) -> None:
         if not self.requested.is_set():
@@ -152,17 +238,19 @@ class Reloader:
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload failed: %s", problem)
-            self._notifier.status(
+            self._progress.status(
                 f"reload failed ({len(exc.problems)} problems, see the journal); "
                 "running on the previous configuration"
             )
             return
         except TargetUnavailable as exc:
             log.error("reload failed: %s; running on the previous configuration", exc)
-            self._notifier.status(f"reload failed: {exc}")
+            self._progress.status(f"reload failed: {exc}")
             return
         if config.broker != self.config.broker:
             log.warning("reload: broker settings changed; they take effect at the next restart")
+        if config.sources != self.config.sources:
+            log.warning("reload: sources changed; they take effect at the next restart")
         router = Router(mappings, lambda m: appliers[m.target_database].target_columns(m))
         loop.swap(router, dict(appliers), config.apply)
         self._resubscribe({config.queue_for(s) for s in router.systems})
@@ -179,81 +267,174 @@ class Reloader:
             self._broker.unsubscribe(destination)
 
 
-def run(config: Config, stopping: threading.Event | None = None) -> None:
-    """Run until SIGTERM or SIGINT (or ``stopping`` is set). Raises ``ConfigError`` early."""
+class _ApplyPart:
+    """The apply loop and what it holds: targets, its broker connection and the ledger."""
+
+    def __init__(self, config: Config, mappings: list[Mapping], appliers: dict[str, SqlApplier]):
+        self.config = config
+        self.mappings = mappings
+        self.appliers = appliers
+        self.ledger = DeliveryLedger(config.state_dir / "deliveries.db")
+        self.router = Router(mappings, lambda m: appliers[m.target_database].target_columns(m))
+        self.broker = StompBroker(config.broker)
+        for system in self.router.systems:
+            self.broker.subscribe(config.queue_for(system))
+        self.reloader: Reloader | None = None
+
+    @classmethod
+    def prepare(
+        cls, config: Config, stopping: threading.Event, notifier: Notifier
+    ) -> _ApplyPart | None:
+        """Mappings and targets checked (waiting for the targets); None if stopped meanwhile."""
+        mappings = load_mappings(config.mappings_dir, list(config.databases))
+        appliers = _wait_for_targets(config, mappings, stopping, notifier)
+        return cls(config, mappings, appliers) if appliers is not None else None
+
+    def loop(
+        self, stats: Stats, progress: Progress, reload_requested: threading.Event
+    ) -> ApplyLoop:
+        reloader = Reloader(self.config, self.appliers, self.broker, progress, reload_requested)
+        self.reloader = reloader
+        loop = ApplyLoop(
+            self.broker,
+            self.router,
+            dict(self.appliers),
+            self.config.apply,
+            self.config.retry,
+            self.config.broker.dead_letter_queue,
+            stats,
+            self.ledger,
+            progress,
+            between_batches=lambda: reloader(loop),
+        )
+        log.info(
+            "syncd applying: %d mappings, queues %s",
+            len(self.mappings),
+            ", ".join(self.config.queue_for(s) for s in self.router.systems),
+        )
+        return loop
+
+    def close(self) -> None:
+        # Disconnecting returns whatever was delivered but not yet taken to the broker (it is
+        # redelivered); then the databases and the ledger close.
+        self.broker.close()
+        reloader = self.reloader
+        for applier in (reloader.appliers if reloader else self.appliers).values():
+            applier.close()
+        self.ledger.close()
+
+
+def run(config: Config, stopping: threading.Event | None = None, only: str | None = None) -> None:
+    """Run until SIGTERM or SIGINT (or ``stopping`` is set): the apply loop, and a capture
+    runner per configured source; ``only`` ("apply" or "capture") runs just those.
+
+    Raises ``ConfigError`` early, and ``CaptureError`` when a source's capture needs a human
+    (the other parts stop first, each finishing its round).
+    """
     stopping = stopping or threading.Event()
-    reload_early = threading.Event()  # a SIGHUP before the loop runs: nothing to reload yet
-    _install_signal_handlers(stopping, reload_early)
+    reload_requested = threading.Event()  # SIGHUP; the apply loop acts on it between batches
+    _install_signal_handlers(stopping, reload_requested)
+    sources, applying = _parts(config, only)
     notifier = Notifier()
-    mappings = load_mappings(config.mappings_dir, list(config.databases))
-    ledger = DeliveryLedger(config.state_dir / "deliveries.db")
-    appliers = _wait_for_targets(config, mappings, stopping, notifier)
-    if appliers is None:
-        ledger.close()
-        return
-    router = Router(mappings, lambda m: appliers[m.target_database].target_columns(m))
-    broker = StompBroker(config.broker)
-    for system in router.systems:
-        broker.subscribe(config.queue_for(system))
-    supervision = Supervision(notifier, broker, config.apply.timeout_s + 30)
+    apply = _ApplyPart.prepare(config, stopping, notifier) if applying else None
+    if applying and apply is None:
+        return  # stopped while waiting for the targets
     stats = Stats()
-    stats.metrics.broker_connected.set_function(lambda: float(broker.connected))
-    listen = config.metrics.listen
-    metrics_server = serve(listen, stats.metrics, supervision.health) if listen else None
-    if listen:
-        threading.Thread(
-            target=_poll_queue_depths,
-            args=(config, broker, stats, stopping),
-            name="queue-depths",
-            daemon=True,
-        ).start()
-    reloader = Reloader(config, appliers, broker, notifier)
-    if reload_early.is_set():
-        reloader.requested.set()
-    _install_signal_handlers(stopping, reloader.requested)
-    loop = ApplyLoop(
-        broker,
-        router,
-        dict(appliers),
-        config.apply,
-        config.retry,
-        config.broker.dead_letter_queue,
-        stats,
-        ledger,
-        supervision,
-        between_batches=lambda: reloader(loop),
+    names = ([APPLY] if apply else []) + [f"capture {source.name}" for source in sources]
+    broker = apply.broker if apply else None
+    supervision = Supervision(
+        notifier, names, config.apply.timeout_s + 30, (lambda: broker.connected) if broker else None
     )
-    log.info(
-        "syncd running: %d mappings, queues %s",
-        len(mappings),
-        ", ".join(config.queue_for(s) for s in router.systems),
+    workers: dict[str, Callable[[threading.Event], None]] = {}
+    if apply is not None:
+        workers["apply-loop"] = apply.loop(stats, supervision.part(APPLY), reload_requested).run
+    runners = [
+        CaptureRunner(source, config, stats, supervision.part(f"capture {source.name}"))
+        for source in sources
+    ]
+    workers.update({f"capture-{runner.source.name}": runner.run for runner in runners})
+    stats.metrics.broker_connected.set_function(
+        lambda: float(broker.connected if broker else all(r.broker_connected for r in runners))
     )
+    metrics_server = _serve_metrics(config, apply, sources, stats, supervision, stopping)
+    between = None if apply else _reload_notice(reload_requested)
     try:
-        _supervise(loop, stopping, notifier)
+        _supervise(workers, stopping, notifier, between)
     finally:
-        # Shutdown order: the loop has finished and settled the batch in hand; disconnecting
-        # returns whatever was delivered but not yet taken to the broker (it is redelivered);
-        # then the databases and the ledger close.
+        # Shutdown order: every part has finished its round — the apply loop settled the batch
+        # in hand, each capture published and confirmed its batch (or left it for the source
+        # to send again) and closed its connections; then the metrics endpoint goes, and the
+        # apply part lets go of the broker, the targets and the ledger.
         if metrics_server is not None:
             metrics_server.shutdown()
-        broker.close()
-        for applier in reloader.appliers.values():
-            applier.close()
-        ledger.close()
+        if apply is not None:
+            apply.close()
         log.info("syncd stopped: %s", stats.summary())
 
 
+def _parts(config: Config, only: str | None) -> tuple[list[SourceConfig], bool]:
+    """The sources to capture and whether to apply: both, unless ``only`` says one of them.
+
+    Without target databases (a capture-only config) there is nothing to apply.
+    """
+    sources = list(config.sources.values()) if only != "apply" else []
+    applying = only != "capture" and bool(config.databases)
+    file = str(config.path)
+    if only == "capture" and not sources:
+        message = "sources: none configured; `syncd run --only capture` captures the sources"
+        raise ConfigError([Problem(file, None, message + " named under sources:")])
+    if only == "apply" and not applying:
+        message = "databases: none configured; `syncd run --only apply` needs a target database"
+        raise ConfigError([Problem(file, None, message)])
+    if not applying and only is None:
+        log.info("no target databases configured: capturing only")
+    return sources, applying
+
+
+def _reload_notice(requested: threading.Event) -> Callable[[], None]:
+    """SIGHUP without an apply loop: there is nothing to reload, and the log says so."""
+
+    def notice() -> None:
+        if requested.is_set():
+            requested.clear()
+            log.warning("reload requested: sources change only at the next restart")
+
+    return notice
+
+
+def _serve_metrics(
+    config: Config,
+    apply: _ApplyPart | None,
+    sources: Sequence[SourceConfig],
+    stats: Stats,
+    supervision: Supervision,
+    stopping: threading.Event,
+) -> WSGIServer | None:
+    listen = config.metrics.listen
+    if not listen:
+        return None
+    server = serve(listen, stats.metrics, supervision.health)
+
+    def queues() -> list[str]:
+        applied = [*apply.broker.destinations, config.broker.dead_letter_queue] if apply else []
+        return applied + [source.queue for source in sources]
+
+    threading.Thread(
+        target=_poll_queue_depths,
+        args=(config, queues, stats, stopping),
+        name="queue-depths",
+        daemon=True,
+    ).start()
+    return server
+
+
 def _poll_queue_depths(
-    config: Config, broker: StompBroker, stats: Stats, stopping: threading.Event
+    config: Config, queues: Callable[[], list[str]], stats: Stats, stopping: threading.Event
 ) -> None:
     """``syncd_queue_depth{queue}`` from the broker's statistics plugin, now and every 15 s."""
     while not stopping.is_set():
-        if not broker.connected:
-            stopping.wait(1.0)
-            continue
-        queues = [*broker.destinations, config.broker.dead_letter_queue]
         try:
-            found = queue_statistics(config.broker, queues, timeout_s=5.0)
+            found = queue_statistics(config.broker, queues(), timeout_s=5.0)
         except BrokerUnavailable as exc:
             log.debug("queue depths unavailable: %s", exc)
             found = {}
@@ -262,32 +443,51 @@ def _poll_queue_depths(
         stopping.wait(15.0)
 
 
-def _supervise(loop: ApplyLoop, stopping: threading.Event, notifier: Notifier) -> None:
-    """Run the apply loop in its own thread; this (main) thread stays free for signals.
+def _supervise(
+    workers: dict[str, Callable[[threading.Event], None]],
+    stopping: threading.Event,
+    notifier: Notifier,
+    between: Callable[[], None] | None = None,
+) -> None:
+    """Run each part in its own thread; this (main) thread stays free for signals.
 
-    A thread blocked in a database driver's C code cannot run Python signal handlers, so the
-    loop must not run on the main thread: here a second SIGTERM exits at once even while a
-    statement hangs, and systemd hears STOPPING=1 as soon as the first one arrives.
+    A thread blocked in a database driver's C code cannot run Python signal handlers, so no
+    part may run on the main thread: here a second SIGTERM exits at once even while a statement
+    hangs, and systemd hears STOPPING=1 as soon as the first one arrives. A part that fails (or
+    ends unasked) stops the others, each finishing its round, and the daemon then dies of that
+    failure: a non-zero exit, so systemd restarts it (except for exit code 2).
     """
-    failure: list[BaseException] = []
+    failures: list[BaseException] = []
 
-    def work() -> None:
+    def work(name: str, part: Callable[[threading.Event], None]) -> None:
         try:
-            loop.run(stopping)
+            part(stopping)
+            if not stopping.is_set():
+                raise RuntimeError(f"{name} ended without being asked to")
         except BaseException as exc:  # handed to the main thread, which dies of it
-            failure.append(exc)
+            failures.append(exc)
+            stopping.set()
 
-    worker = threading.Thread(target=work, name="apply-loop")
-    worker.start()
+    threads = [
+        threading.Thread(target=work, args=(name, part), name=name)
+        for name, part in workers.items()
+    ]
+    for thread in threads:
+        thread.start()
     told = False
-    while worker.is_alive():
-        worker.join(0.2)
+    while running := [thread for thread in threads if thread.is_alive()]:
+        running[0].join(0.2)
+        if between is not None:
+            between()
         if stopping.is_set() and not told:
             told = True
-            log.info("stop requested: finishing the batch in hand")
+            if failures:
+                log.error("a part failed (%s): stopping the others", failures[0])
+            else:
+                log.info("stop requested: finishing the batch in hand")
             notifier.stopping()
-    if failure:
-        raise failure[0]
+    if failures:
+        raise failures[0]
     if not told:
         notifier.stopping()
 
@@ -295,8 +495,9 @@ def _supervise(loop: ApplyLoop, stopping: threading.Event, notifier: Notifier) -
 def _install_signal_handlers(stopping: threading.Event, reload: threading.Event) -> None:
     """Signals only set flags; the loop acts on them between batches.
 
-    SIGTERM/SIGINT: finish the batch in hand, then stop; a second one exits at once (what was
-    not acknowledged is redelivered). SIGHUP: reload config.yaml and the mappings.
+    SIGTERM/SIGINT: finish the batch in hand (captures: publish and confirm it), then stop; a
+    second one exits at once (what was not acknowledged is redelivered, what was not confirmed
+    is captured again). SIGHUP: reload config.yaml and the mappings (sources: at restart only).
     """
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

@@ -45,6 +45,12 @@ class Metrics:
             registry=r,
         )
         self.retries = Counter("syncd_retries", "Retries of a failed apply", registry=r)
+        self.captured = Counter(
+            "syncd_captured_events",
+            "Events captured at a source and confirmed by the broker",
+            ["source"],
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "syncd_batch_seconds",
             "Time to apply and settle one batch",

@@ -15,8 +15,9 @@ log = logging.getLogger("syncd")
 
 
 class Stats:
-    """Per-mapping counts of applied, skipped (duplicate, stale) and dead-lettered events —
-    for the log's summary line, systemd's STATUS and the Prometheus metrics alike."""
+    """Per-mapping counts of applied, skipped (duplicate, stale) and dead-lettered events, and
+    per-source counts of captured ones — for the log's summary lines, systemd's STATUS and the
+    Prometheus metrics alike."""
 
     def __init__(self, report_every_s: float = 30.0, metrics: Metrics | None = None):
         self._lock = threading.Lock()
@@ -29,6 +30,9 @@ class Stats:
         self._reported_total = 0
         self.source_ts_ms: dict[str, int] = {}  # per mapping: source time of the newest applied
         self._rate_mark = (time.monotonic(), 0)
+        self.captured: Counter[str] = Counter()  # per source: published, broker-confirmed
+        self._capture_rate_marks: dict[str, tuple[float, int]] = {}
+        self._capture_reports: dict[str, tuple[float, int]] = {}
 
     def count(self, mapping: str, verdict: Verdict, source_ts_ms: int | None = None) -> None:
         with self._lock:
@@ -78,13 +82,45 @@ class Stats:
         with self._lock:
             return sum(n for (_, v), n in self.verdicts.items() if v is verdict)
 
+    def count_captured(self, source: str, events: int) -> None:
+        """``events`` captured at ``source`` are on the broker (counted once, not per re-send)."""
+        with self._lock:
+            self.captured[source] += events
+        self.metrics.captured.labels(source).inc(events)
+
+    def capture_rate(self, source: str) -> float:
+        """Events of ``source`` captured per second since the previous call."""
+        now = time.monotonic()
+        with self._lock:
+            total = self.captured[source]
+            then, before = self._capture_rate_marks.get(source, (now, total))
+            self._capture_rate_marks[source] = (now, total)
+        return (total - before) / (now - then) if now > then else 0.0
+
+    def maybe_report_capture(self, source: str) -> None:
+        """Log one line per source and interval, and only if something was captured in it."""
+        now = time.monotonic()
+        with self._lock:
+            total = self.captured[source]
+            then, before = self._capture_reports.setdefault(source, (now, total))
+            if now - then < self._report_every_s:
+                return
+            self._capture_reports[source] = (now, total)
+        if total != before:
+            rate = (total - before) / (now - then)
+            context = {"source": source, "captured": total, "rate": f"{rate:.0f}/s"}
+            log.info("capture progress", extra={"context": context})
+
     def summary(self) -> str:
         with self._lock:
             applied = sum(n for (_, v), n in self.verdicts.items() if v is Verdict.APPLIED)
             duplicate = sum(n for (_, v), n in self.verdicts.items() if v is Verdict.DUPLICATE)
             stale = sum(n for (_, v), n in self.verdicts.items() if v is Verdict.STALE)
             dead = sum(self.dead_letters.values())
-        return f"applied={applied} duplicate={duplicate} stale={stale} dead_lettered={dead}"
+            captured = "".join(f" captured[{s}]={n}" for s, n in sorted(self.captured.items()))
+        return (
+            f"applied={applied} duplicate={duplicate} stale={stale} dead_lettered={dead}{captured}"
+        )
 
     def maybe_report(self) -> None:
         """Log one summary line per interval, and only if something happened in it."""

@@ -63,17 +63,18 @@ def syncd(
 
 
 class Daemon:
-    """``syncd run -c CONFIG`` as a child process, with its stderr kept in a file."""
+    """``syncd run -c CONFIG [ARGS]`` as a child process, with its stderr kept in a file."""
 
-    def __init__(self, config: Path):
+    def __init__(self, config: Path, *args: str):
         self.config = config
+        self.args = args  # more `syncd run` options, e.g. "--only", "capture"
         self.log_path = config.parent / "syncd.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "syncd", "run", "-c", str(self.config)],
+            [sys.executable, "-m", "syncd", "run", "-c", str(self.config), *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -113,12 +114,14 @@ class StompClient:
     def __init__(self, port: int):
         self.conn = stomp.Connection12([("127.0.0.1", port)], auto_decode=False)
         self._received: list[Received] = []
+        self._lock = threading.Lock()
         self._arrived = threading.Event()
         client = self
 
         class Listener(stomp.ConnectionListener):  # type: ignore[misc]
             def on_message(self, frame: Any) -> None:
-                client._received.append(Received(dict(frame.headers), frame.body))
+                with client._lock:
+                    client._received.append(Received(dict(frame.headers), frame.body))
                 client._arrived.set()
 
         self.conn.set_listener("test", Listener())
@@ -155,8 +158,12 @@ class StompClient:
         self.conn.remove_listener("flush")
 
     def drain(self, destination: str, idle_s: float = 1.5) -> list[Received]:
-        """Every message on ``destination`` now (consumed), waiting ``idle_s`` for stragglers."""
-        self._received.clear()
+        """Every message on ``destination`` now (consumed), waiting ``idle_s`` for stragglers.
+
+        A message the broker dispatched just before it saw the UNSUBSCRIBE arrives after this
+        returns; it is kept for the next drain of its destination, not dropped (ack=auto: the
+        broker counts it as consumed).
+        """
         sub = f"drain-{time.monotonic_ns()}"
         self.conn.subscribe(destination, id=sub, ack="auto")
         while True:
@@ -164,7 +171,12 @@ class StompClient:
             if not self._arrived.wait(idle_s):
                 break
         self.conn.unsubscribe(sub)
-        return list(self._received)
+        with self._lock:
+            taken = [r for r in self._received if r.headers.get("destination") == destination]
+            self._received = [
+                r for r in self._received if r.headers.get("destination") != destination
+            ]
+        return taken
 
     def close(self) -> None:
         self.conn.disconnect()

@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.harness import Daemon, StompClient, syncd, wait_until, write_config
-from tests.services import Broker
+from tests.services import Broker, PostgresCluster
 
 MAPPING = """
 mappings:
@@ -181,3 +181,72 @@ def test_publish_to_a_broker_that_stays_down_says_what_was_not_published(
     assert result.returncode == 4, result.stderr
     assert "within 2 s (retry.max_elapsed_s)" in result.stderr
     assert "confirmed 0 events; nothing from <stdin> line 1 on was published" in result.stderr
+
+
+# --- capture commands --------------------------------------------------------------------------
+
+
+def capture_config(directory: Path, url: str, name: str = "crm", mode: str = "logical") -> Path:
+    """A capture-only config.yaml: one source, no target databases."""
+    config = directory / "config.yaml"
+    config.write_text(
+        f"sources:\n  {name}:\n    url: {url!r}\n    capture: {mode}\n"
+        "    tables: [public.customers]\n"
+    )
+    return config
+
+
+def test_capture_install_of_an_unknown_source_exits_2_and_names_the_known_ones(
+    tmp_path: Path,
+) -> None:
+    config = capture_config(tmp_path, "postgresql+psycopg2://syncd@127.0.0.1:1/crm")
+    for action in ("install", "uninstall"):
+        result = syncd("capture", action, "-c", str(config), "--source", "crn")
+        assert result.returncode == 2, result.stderr
+        assert "--source crn: no such source in sources: (configured: crm)" in result.stderr
+
+
+def test_capture_commands_without_sources_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 1, "sqlite://", MAPPING, dead_letter_queue="/queue/x")
+    result = syncd("capture", "install", "-c", str(config))
+    assert result.returncode == 2
+    assert "sources: none configured" in result.stderr
+    result = syncd("run", "--only", "capture", "-c", str(config), timeout_s=20)
+    assert result.returncode == 2
+    assert "sources: none configured; `syncd run --only capture`" in result.stderr
+
+
+def test_capture_install_of_an_unreachable_source_exits_3(tmp_path: Path) -> None:
+    from tests.services import free_port
+
+    config = capture_config(tmp_path, f"postgresql+psycopg2://syncd@127.0.0.1:{free_port()}/crm")
+    result = syncd("capture", "install", "-c", str(config))
+    assert result.returncode == 3, result.stderr
+    assert "syncd capture install: crm: source database" in result.stderr
+    result = syncd("check", "-c", str(config))
+    assert result.returncode == 3, result.stderr
+    assert "source crm (postgresql+psycopg2://syncd@127.0.0.1" in result.stderr
+    offline = syncd("check", "--offline", "-c", str(config))
+    assert offline.returncode == 0, offline.stderr
+    assert "OK (0 mappings, 1 sources)" in offline.stdout
+
+
+def test_capture_install_refused_by_the_source_exits_1_and_says_why(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = postgres.create_database("cli_refused")
+    for mode in ("logical", "outbox"):
+        config = capture_config(tmp_path, url, name=f"refused_{mode}", mode=mode)
+        result = syncd("capture", "install", "-c", str(config))
+        assert result.returncode == 1, result.stderr
+        assert f"syncd capture install: refused_{mode}:" in result.stderr
+        assert "customers" in result.stderr  # the table that does not exist
+
+
+def test_check_reports_a_bad_source_with_file_and_line(tmp_path: Path) -> None:
+    config = capture_config(tmp_path, "sqlite:///source.db", mode="logical")
+    result = syncd("check", "--offline", "-c", str(config))
+    assert result.returncode == 2
+    assert "config.yaml:3: sources.crm.url: capture: logical reads PostgreSQL only" in (
+        result.stderr
+    )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from textwrap import dedent
 
 import pytest
 
-from syncd.config import DEFAULTS, Config, expand_env, load_config
+from syncd.config import DEFAULTS, SOURCE_DEFAULTS, Config, SourceConfig, expand_env, load_config
 from syncd.errors import ConfigError
 
 MINIMAL = """
@@ -175,6 +176,182 @@ def test_repr_does_not_show_passwords(tmp_path: Path) -> None:
     assert "broker-secret" not in repr(config)
     assert "db-secret" not in repr(config)
     assert config.databases["warehouse"].display_url == "postgresql://syncd:***@db/w"
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+SOURCES = """\
+sources:
+  crm:
+    url: "postgresql+psycopg2://syncd@db1/crm"
+    capture: logical
+    tables: [public.customers, orders]
+"""
+
+
+def test_no_sources_section_means_nothing_to_capture(tmp_path: Path) -> None:
+    assert load(tmp_path, MINIMAL).sources == {}
+    assert load(tmp_path, MINIMAL + "sources:\n  # crm: {}\n").sources == {}
+
+
+def test_source_gets_its_queue_and_batch_size_by_default(tmp_path: Path) -> None:
+    config = load(tmp_path, MINIMAL + SOURCES)
+
+    crm = config.sources["crm"]
+    assert crm == SourceConfig(
+        name="crm",
+        url=crm.url,
+        capture="logical",
+        tables=("public.customers", "orders"),
+        queue="/queue/syncd.crm",
+        batch_events=SOURCE_DEFAULTS["batch_events"],
+    )
+    assert crm.url.render_as_string() == "postgresql+psycopg2://syncd@db1/crm"
+    assert crm.queue == config.queue_for("crm")
+
+
+def test_source_settings_secret_env_and_queue_prefix(tmp_path: Path) -> None:
+    (tmp_path / "crm-password").write_text("s3cret\n")
+    config = load(
+        tmp_path,
+        MINIMAL
+        + dedent("""
+        broker: {queue_prefix: /queue/cdc.}
+        sources:
+          crm:
+            url: "postgresql+psycopg2://syncd@${CRM_HOST}/crm"
+            password_file: crm-password
+            capture: outbox
+            tables: [public.customers]
+            batch_events: 100
+          shop:
+            url: "sqlite:///shop.db"
+            capture: outbox
+            tables: [items]
+            queue: /queue/shop.changes
+        """),
+        {"CRM_HOST": "db1"},
+    )
+
+    crm, shop = config.sources["crm"], config.sources["shop"]
+    assert crm.url.password == "s3cret" and crm.url.host == "db1"
+    assert crm.display_url == "postgresql+psycopg2://syncd:***@db1/crm"
+    assert "s3cret" not in repr(config)
+    assert (crm.capture, crm.batch_events, crm.queue) == ("outbox", 100, "/queue/cdc.crm")
+    assert shop.url.database == f"{tmp_path}/shop.db"  # next to the config, as for targets
+    assert shop.queue == "/queue/shop.changes"
+
+
+def test_a_capture_only_config_needs_no_target_database(tmp_path: Path) -> None:
+    config = load(tmp_path, SOURCES)
+
+    assert config.databases == {}
+    assert list(config.sources) == ["crm"]
+
+
+def test_sources_are_read_only(tmp_path: Path) -> None:
+    config = load(tmp_path, MINIMAL + SOURCES)
+
+    with pytest.raises(TypeError):
+        config.sources["other"] = config.sources["crm"]  # type: ignore[index]
+
+
+def test_logical_capture_needs_a_postgresql_source(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path, MINIMAL + SOURCES.replace("postgresql+psycopg2://syncd@db1", "sqlite:///")
+    )
+
+    assert found == [
+        "config.yaml:5: sources.crm.url: capture: logical reads PostgreSQL only, not sqlite; "
+        "write a URL such as 'postgresql+psycopg2://syncd@db1:5432/crm', or capture: outbox"
+    ]
+
+
+def test_unknown_capture_mode_says_which_there_are(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + SOURCES.replace("capture: logical", "capture: wal"))
+
+    assert found == [
+        "config.yaml:6: sources.crm.capture: expected logical (PostgreSQL logical decoding) or "
+        "outbox (triggers and an outbox table), found 'wal'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tables", "message"),
+    [
+        (
+            "[]",
+            "expected a list of tables such as [public.customers, public.orders], "
+            "found an empty list",
+        ),
+        (
+            "public.customers",
+            "expected a list of tables such as [public.customers, "
+            "public.orders], found 'public.customers'",
+        ),
+        (
+            "[public.customers, 7]",
+            "expected a table name such as public.customers or "
+            "customers (letters, digits, _), found 7",
+        ),
+        ("[customers, customers]", "customers is listed twice; keep one"),
+    ],
+)
+def test_tables_must_be_a_list_of_table_names(tmp_path: Path, tables: str, message: str) -> None:
+    found = problems(tmp_path, MINIMAL + SOURCES.replace("[public.customers, orders]", tables))
+
+    assert len(found) == 1
+    assert found[0].startswith("config.yaml:7: sources.crm.tables")
+    assert found[0].endswith(message)
+
+
+@pytest.mark.parametrize("name", ["CRM", "crm-eu", "1crm", "c" * 33])
+def test_source_names_must_suit_slot_and_trigger_names(tmp_path: Path, name: str) -> None:
+    found = problems(tmp_path, MINIMAL + SOURCES.replace("crm:", f"{name}:", 1))
+
+    assert found == [
+        f"config.yaml:4: sources.{name}: a source name must be a lowercase letter, then up to 31 "
+        "lowercase letters, digits and _ (it becomes part of the replication slot's or the "
+        "triggers' names), e.g. crm"
+    ]
+
+
+def test_every_source_mistake_is_reported_with_its_line(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        MINIMAL
+        + dedent("""
+        sources:
+          crm:
+            tabels: [customers]
+            queue: crm
+            batch_events: 0
+          shop: postgresql://db/shop
+        """),
+    )
+
+    assert found == [
+        "config.yaml:5: sources.crm.url: missing; "
+        "write url: 'postgresql+psycopg2://syncd@db1:5432/crm'",
+        "config.yaml:5: sources.crm.capture: missing; write capture: logical or outbox",
+        "config.yaml:5: sources.crm.tables: missing; list the tables to capture, "
+        "e.g. [public.customers]",
+        "config.yaml:6: sources.crm.tabels: unknown key; did you mean 'tables'? "
+        "(allowed: url, password, password_file, capture, tables, queue, batch_events)",
+        "config.yaml:7: sources.crm.queue: expected a queue name starting with /queue/, "
+        "such as /queue/syncd.DLQ, found 'crm'",
+        "config.yaml:8: sources.crm.batch_events: expected a whole number from 1 to 100000, "
+        "found 0",
+        "config.yaml:9: sources.shop: expected {url: 'postgresql+psycopg2://syncd@db1:5432/crm', "
+        "capture: logical, tables: [public.customers]}, found 'postgresql://db/shop'",
+    ]
+
+
+def test_sources_that_is_not_a_mapping_is_reported(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + "sources: [crm]\n")
+
+    assert len(found) == 1
+    assert found[0].startswith("config.yaml:3: sources: expected source names with their settings")
 
 
 # --- databases ------------------------------------------------------------------------------------
@@ -496,7 +673,8 @@ def test_unknown_top_level_key_suggests_the_close_name(tmp_path: Path) -> None:
 
     assert found == [
         "config.yaml:3: brokr: unknown key; did you mean 'broker'? "
-        "(allowed: broker, databases, mappings, state_dir, apply, retry, logging, metrics)"
+        "(allowed: broker, databases, sources, mappings, state_dir, apply, retry, logging, "
+        "metrics)"
     ]
 
 
