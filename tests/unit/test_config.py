@@ -48,7 +48,7 @@ def test_minimal_config_gets_every_default_from_the_table(tmp_path: Path) -> Non
     assert config.broker.heartbeat_ms == broker["heartbeat_ms"] == 10_000
     assert config.broker.connect_timeout_s == 10.0
     assert config.broker.receipt_timeout_s == 30.0
-    assert config.broker.prefetch == 1000
+    assert config.broker.prefetch == 2000
     assert config.broker.queue_prefix == "/queue/syncd."
     assert config.broker.dead_letter_queue == "/queue/syncd.DLQ"
     assert config.broker.publish_batch_events == 500
@@ -150,7 +150,7 @@ def test_comma_separated_hosts_from_an_env_variable_are_failover_in_order(tmp_pa
 def test_an_empty_section_means_all_its_defaults(tmp_path: Path) -> None:
     config = load(tmp_path, MINIMAL + "broker:\nretry:\n")
 
-    assert config.broker.prefetch == 1000
+    assert config.broker.prefetch == 2000
     assert config.retry.attempts == 5
 
 
