@@ -9,7 +9,9 @@ started. Not a test: nothing passes or fails on speed. Phases, in order:
 2. ``syncd run`` drains pre-loaded single-event messages; the target is checked row by row;
 3. latency: probes at a fixed moderate rate to the same, now idle, daemon;
 4. ``syncd run`` drains messages that carry arrays of events; checked row by row;
-5. a naive consumer: one PostgreSQL transaction and one ACK per message.
+5. a naive consumer: one PostgreSQL transaction and one ACK per message;
+6. capture, per mode (``logical``, ``outbox``): ``syncd run --only capture`` drains a backlog
+   of changes written to a source database before it started (``bench/capture.py``).
 
 Publishing rates (the ``Publisher`` library and ``syncd publish``) are taken while the queues
 of phases 1 and 2 are filled.
@@ -18,6 +20,7 @@ of phases 1 and 2 are filled.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -30,7 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench import consumers, daemon_phases, sending, target, workload
+from bench import capture, consumers, daemon_phases, sending, target, workload
 from bench.report import Metric, machine_facts, render_table, write_json
 from tests.harness import Daemon, write_config
 from tests.services import Broker, PostgresCluster
@@ -57,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--array-size", type=int, default=50, help="events per array message")
     parser.add_argument(
         "--naive-events", type=int, default=5_000, metavar="N", help="for the naive consumer"
+    )
+    parser.add_argument(
+        "--capture-events",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="row changes each capture mode drains: N/2 inserts, then N/2 updates, in "
+        f"transactions of {capture.CHANGES_PER_TX} (default 20000)",
     )
     parser.add_argument("--latency-rate", type=float, default=500, metavar="EV_PER_S")
     parser.add_argument("--latency-seconds", type=float, default=10, metavar="S")
@@ -108,8 +119,7 @@ class Bench:
         self.syncd_single(workload.customer_history("bench_single", n, seed=2))
         self.syncd_arrays(workload.customer_history("bench_arrays", 2 * n, seed=3))
         self.naive(workload.customer_history("bench_naive", self.args.naive_events, seed=4))
-        self.title("capture", "capture (source database → broker)")
-        self.add("capture_rate", "rate", "not implemented", "")
+        self.capture_backlogs(self.args.capture_events)
 
     def warm_up(self) -> None:
         """Let the broker's JIT and KahaDB settle, so that the first ceiling is not a cold one."""
@@ -245,6 +255,60 @@ class Bench:
         finally:
             engine.dispose()
         self.add("naive_wrong_rows", "wrong rows", mismatch.wrong_rows, "rows")
+
+    # -- 6. capture ----------------------------------------------------------------------------
+
+    def capture_backlogs(self, changes: int) -> None:
+        self.title(
+            "capture",
+            f"capture: `syncd run --only capture` drains {changes:,} changes written before it "
+            "started; no consumer",
+        )
+        for mode in ("logical", "outbox"):
+            say(f"capture ({mode}): writing {changes:,} changes, then draining them")
+            run = capture.measure(
+                self.postgres,
+                self.workdir / f"capture_{mode}",
+                self.broker.port,
+                mode,
+                changes,
+                self.service_pids(),
+                DRAIN_TIMEOUT_S,
+            )
+            self.report_capture(mode, run)
+
+    def report_capture(self, mode: str, run: capture.CaptureRun) -> None:
+        published, read_back = run.published, run.read_back
+        key = f"capture_{mode}"
+        self.add(
+            f"{key}_rate",
+            f"{mode}: rate, first publish → last (queue's enqueue count)",
+            published.rate,
+            "events/s",
+        )
+        cores = " / ".join(f"{used:.2f}" for used in published.cores.values())
+        label = f"{mode}: CPU meanwhile: {' / '.join(published.cores)}"
+        self.add(f"{key}_cpu", label, cores, "cores")
+        self.add(
+            f"{key}_startup_s", f"{mode}: daemon start → first publish", published.startup_s, "s"
+        )
+        self.add(
+            f"{key}_published",
+            f"{mode}: published, of {run.backlog.changes:,} changes (enqueue count)",
+            published.enqueued,
+            "events",
+        )
+        self.add(
+            f"{key}_lost",
+            f"{mode}: lost (the queue read back)",
+            read_back.lost,
+            "events",
+            f"{read_back.messages} messages read back, duplicated {read_back.duplicated}, "
+            f"unexpected {read_back.unexpected}",
+        )
+        self.notes[f"{key}_cores"] = published.cores
+        self.notes[f"{key}_source_write_s"] = run.backlog.seconds
+        self.notes[f"{key}_read_back"] = dataclasses.asdict(read_back)
 
     # -- shared -----------------------------------------------------------------------------
 
