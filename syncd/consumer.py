@@ -19,14 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from syncd.apply import Applier
-from syncd.apply.plan import Change
+from syncd.apply.plan import Change, Verdict
 from syncd.apply.resilient import Interrupted, RetryPolicy, apply_isolating
 from syncd.broker import Message, Outgoing
 from syncd.config import ApplyConfig, RetryConfig
@@ -283,14 +283,22 @@ class ApplyLoop:
         for item in pending:
             for change in item.changes:
                 by_database[change.mapping.target_database].append(change)
+        # Counted per batch: a counter and a metric per event would cost more than the event.
+        counts: Counter[tuple[str, Verdict]] = Counter()
+        newest: dict[str, int] = {}
         for database, changes in by_database.items():
             results = apply_isolating(self._appliers[database], changes, policy)
             for change, result in zip(changes, results, strict=True):
-                item, index = change.ref
                 if isinstance(result, Reason):
+                    item, index = change.ref
                     item.failures.setdefault(index, result)
-                else:
-                    self._stats.count(change.mapping.name, result, change.event.source_ts_ms)
+                    continue
+                name = change.mapping.name
+                counts[name, result] += 1
+                ts = change.event.source_ts_ms
+                if result is Verdict.APPLIED and ts is not None and ts > newest.get(name, 0):
+                    newest[name] = ts
+        self._stats.count_batch(counts, newest)
         self._settle(pending)
         self._stats.batch_done(time.perf_counter() - started)
 

@@ -34,6 +34,18 @@ class Stats:
         self._capture_rate_marks: dict[str, tuple[float, int]] = {}
         self._capture_reports: dict[str, tuple[float, int]] = {}
 
+    def count_batch(self, counts: Counter[tuple[str, Verdict]], newest: dict[str, int]) -> None:
+        """A batch's verdicts per mapping, and per mapping the newest applied source time."""
+        with self._lock:
+            self.verdicts.update(counts)
+            for mapping, ts in newest.items():
+                self.source_ts_ms[mapping] = max(self.source_ts_ms.get(mapping, 0), ts)
+        for (mapping, verdict), n in counts.items():
+            if verdict is Verdict.APPLIED:
+                self.metrics.applied.labels(mapping).inc(n)
+            else:
+                self.metrics.skipped.labels(mapping, str(verdict)).inc(n)
+
     def count(self, mapping: str, verdict: Verdict, source_ts_ms: int | None = None) -> None:
         with self._lock:
             self.verdicts[mapping, verdict] += 1
