@@ -113,8 +113,8 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
         raise DecodeError(f"'id' must be text or a number, found {_kind(explicit_id)}")
     ts = source.get("ts_ms", document.get("ts_ms"))
     unavailable = document.get("unavailable") or ()
-    if not isinstance(unavailable, list | tuple) or not all(
-        isinstance(column, str) for column in unavailable
+    if unavailable and (
+        not isinstance(unavailable, list) or not all(isinstance(c, str) for c in unavailable)
     ):
         raise DecodeError(f"'unavailable' must be a list of column names, found {unavailable!r}")
     return ChangeEvent(

@@ -97,13 +97,14 @@ class Mapping:
 
     def key_of(self, row: Row) -> tuple[Any, ...]:
         """The source key values of ``row``, in ``key`` order."""
-        missing = [column for column in self.key if row.get(column) is None]
-        if missing:
+        values = tuple([row.get(column) for column in self.key])
+        if None in values:
+            missing = [column for column in self.key if row.get(column) is None]
             raise MappingApplyError(
                 f"mapping '{self.name}': the row has no value for key column(s) "
                 f"{', '.join(missing)}"
             )
-        return tuple(row[column] for column in self.key)
+        return values
 
     def to_target_row(self, row: Row) -> dict[str, Any]:
         """``row`` renamed and transformed for the target table.
