@@ -61,8 +61,13 @@ class Router:
             assert row is not None  # decode_event guarantees the row an op needs
             if _changes_key(mapping, event):
                 assert event.before is not None
-                changes.append(self._change(mapping, event, event.before, True, ref))
-            changes.append(self._change(mapping, event, row, event.is_delete, ref))
+                moved = self._change(mapping, event, event.before, True, ref)
+                changes.append(moved)
+                change = self._change(mapping, event, row, False, ref)
+                change.moved_from = moved  # columns the event lacks come from the old row
+                changes.append(change)
+            else:
+                changes.append(self._change(mapping, event, row, event.is_delete, ref))
         return changes
 
     @staticmethod
@@ -88,7 +93,7 @@ class Router:
                     f"{mapping.target_table} has no column {', '.join(unknown)}; map the source "
                     "column in the mapping's columns (or add the column to the table)"
                 )
-        unavailable = event.unavailable and not delete and _maps_any(mapping, event.unavailable)
+        unavailable = () if delete else _mapped(mapping, event.unavailable)
         return Change(
             mapping=mapping,
             key=key,
@@ -98,15 +103,15 @@ class Router:
             row=None if delete else target_row,
             event=event,
             ref=ref,
-            incomplete=bool(unavailable),
+            unavailable=unavailable,
         )
 
 
-def _maps_any(mapping: Mapping, columns: tuple[str, ...]) -> bool:
-    """Whether the mapping carries any of these source columns to its target."""
-    if mapping.columns is None:
-        return True
-    return any(column.source in columns for column in mapping.columns)
+def _mapped(mapping: Mapping, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The target columns these source columns feed."""
+    if not columns or mapping.columns is None:
+        return columns
+    return tuple(c.target for c in mapping.columns if c.source in columns)
 
 
 def _changes_key(mapping: Mapping, event: ChangeEvent) -> bool:

@@ -62,7 +62,15 @@ class Change:
     row: dict[str, Any] | None  # the target row for upserts (may be partial)
     event: ChangeEvent
     ref: Any = None  # opaque: lets the caller find the message this change came from
-    incomplete: bool = False  # ``row`` lacks columns the source could not send (TOAST)
+    # Target columns ``row`` lacks because the source could not send them (TOAST).
+    unavailable: tuple[str, ...] = ()
+    # For the upsert half of a key change: the delete of the old key, whose row holds what
+    # ``unavailable`` lacks.
+    moved_from: Change | None = None
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.unavailable)
 
     @property
     def truncates(self) -> bool:

@@ -234,6 +234,9 @@ class SqlApplier:
         keys = list({c.key for c in changes} | {TABLE_KEY})
         stored = self._read_positions(conn, mapping.name, keys)
         actions, verdicts = plan_batch(changes, stored)
+        for change, verdict in zip(changes, verdicts, strict=True):
+            if change.moved_from and change.unavailable and verdict is Verdict.APPLIED:
+                self._carry_over(conn, mapping, change, actions)
         advanced = self._advance_positions(conn, mapping, list(actions.values()))
         # A key whose position another writer advanced meanwhile lost the race: its changes are
         # older than the row now reflects, exactly as if they had arrived late.
@@ -241,10 +244,43 @@ class SqlApplier:
             if verdicts[i] is Verdict.APPLIED and change.key not in advanced:
                 verdicts[i] = Verdict.STALE
         self._write_rows(conn, mapping, [a for a in actions.values() if a.key in advanced])
-        snapshots = [c for c, v in zip(changes, verdicts, strict=True) if c.event.op == "r"]
+        # A snapshot event older than its row may still complete it — also when the change
+        # that made the row incomplete came in this same batch.
+        snapshots = [
+            c
+            for c, v in zip(changes, verdicts, strict=True)
+            if c.event.op == "r" and (v is not Verdict.APPLIED or c.key not in advanced)
+        ]
         if snapshots:
-            self._complete_rows(conn, mapping, [c for c in snapshots if c.key not in advanced])
+            self._complete_rows(conn, mapping, snapshots)
         return verdicts
+
+    def _carry_over(
+        self, conn: Connection, mapping: Mapping, change: Change, actions: dict[str, KeyAction]
+    ) -> None:
+        """A key change that lacks columns (TOAST) takes them from the row it moves.
+
+        From this batch's earlier changes of the old key if they set them, else from the old
+        row as the target holds it.
+        """
+        assert change.moved_from is not None
+        action = actions[change.key]
+        missing = [c for c in change.unavailable if c not in action.row]
+        old = actions.get(change.moved_from.key)
+        values = {c: old.row[c] for c in missing if old is not None and c in old.row}
+        rest = [c for c in missing if c not in values]
+        target = self._targets[mapping.name]
+        rest = [c for c in rest if c in target.columns]
+        if rest:
+            where = self._key_clause(target, [KeyAction("", change.moved_from.target_key, 0)])
+            query = sa.select(*(target.table.c[c] for c in rest)).where(where)
+            found = conn.execute(query).first()
+            if found is not None:
+                values.update(zip(rest, found, strict=True))
+        for column, value in values.items():
+            action.row.setdefault(column, value)
+        if all(values.get(c) is not None for c in missing):
+            action.incomplete = False
 
     def _complete_rows(self, conn: Connection, mapping: Mapping, changes: list[Change]) -> None:
         """Fill the columns an incomplete row lacks from its (older) snapshot event.

@@ -410,3 +410,33 @@ def test_positions_table_of_an_older_syncd_gets_the_new_column(target_url: str) 
     finally:
         applier.close()
         engine.dispose()
+
+
+def test_key_change_carries_the_columns_it_could_not_send_to_the_new_key(
+    applier: SqlApplier,
+) -> None:
+    router = Router([DOCS])
+    applier.apply_batch(router.changes_for(_event("c", 1, {"id": 1, "body": "big", "note": "a"})))
+    moved = _event("u", 2, {"id": 2, "note": "b"}, ("body",))
+    moved.before = {"id": 1}
+    # Moved again in the same batch, after a change that sets the body: that value goes along.
+    again = _event("u", 4, {"id": 3, "note": "c"}, ("body",))
+    again.before = {"id": 2}
+    set_body = _event("u", 3, {"id": 2, "body": "bigger", "note": "b"})
+    applier.apply_batch(router.changes_for(moved))
+    assert rows(applier, "docs") == [(2, "big", "b")]
+    applier.apply_batch([c for e in (set_body, again) for c in router.changes_for(e)])
+    assert rows(applier, "docs") == [(3, "bigger", "c")]
+
+
+def test_snapshot_in_the_batch_of_the_update_that_made_the_row_incomplete_completes_it(
+    applier: SqlApplier,
+) -> None:
+    router = Router([DOCS])
+    batch = [
+        _event("u", 10, {"id": 1, "note": "new"}, ("body",)),
+        _event("r", 0, {"id": 1, "body": "big", "note": "old"}),
+    ]
+    verdicts = applier.apply_batch([c for e in batch for c in router.changes_for(e)])
+    assert verdicts == [Verdict.APPLIED, Verdict.STALE]
+    assert rows(applier, "docs") == [(1, "big", "new")]
