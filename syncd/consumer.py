@@ -309,7 +309,7 @@ class ApplyLoop:
         except DecodeError as exc:
             item.failures[WHOLE_MESSAGE] = Reason(ErrorClass.DECODE, str(exc))
             return []
-        item.array = message.body.lstrip()[:1] == b"["
+        item.array = len(slots) > 1 or message.body.lstrip()[:1] == b"["
         item.events = [slot.raw for slot in slots]
         changes: list[Change] = []
         for index, slot in enumerate(slots):

@@ -58,7 +58,7 @@ def parse_frame(frame: bytes) -> Any:
     for line in reversed(lines[first + 1 :]):
         name, colon, value = line.partition(":")
         if colon and name:
-            if escaped:
+            if escaped and "\\" in line:
                 name, value = _unescape(name), _unescape(value)
             headers[name] = value
     return _frame(lines[first], headers, frame[body_start:])
