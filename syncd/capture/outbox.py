@@ -38,8 +38,8 @@ import json
 import logging
 import select
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +48,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, Row
 from sqlalchemy.pool import NullPool
 
-from syncd.apply import mysql, postgresql, sqlite
-from syncd.apply.classify import Failure
-from syncd.capture import Captured, CapturedBatch, group_for
+from syncd.capture import Captured, CapturedBatch, group_for, source_errors
 from syncd.capture.outbox_ddl import (
     NOTIFY_CHANNEL,
     OUTBOX,
@@ -72,12 +70,6 @@ MYSQL_READ_TIMEOUT_S = 60
 LOCK_WAIT_MAX_S = 30  # one lock statement waits at most this long; poll waits in rounds
 IDLE_POLL_S = 0.05  # SQLite and MariaDB look for new rows this often while idle
 LISTEN_WAIT_MAX_S = 5  # PostgreSQL: look anyway this often, should a notification go astray
-_CLASSIFY = {
-    "postgresql": postgresql.classify,
-    "sqlite": sqlite.classify,
-    "mysql": mysql.classify,
-    "mariadb": mysql.classify,
-}
 
 
 def install_hint(source: str) -> str:
@@ -437,7 +429,7 @@ class OutboxCapture:
                 result = conn.exec_driver_sql(statement)
             answer = result.scalar() if result is not None and result.returns_rows else None
         except sa.exc.DBAPIError as error:
-            if not sql.lock_refused(_driver_error(error)):
+            if not sql.lock_refused(error.orig if error.orig is not None else error):
                 raise
             if sql.rollback_after_refusal:
                 conn.exec_driver_sql("ROLLBACK")
@@ -582,26 +574,17 @@ def _sql_for(conn: Connection) -> OutboxSql:
     return outbox_sql(conn.dialect.name, conn.dialect.default_schema_name or "main")
 
 
-@contextmanager
-def _translated(url: URL, source: str, what: str) -> Iterator[None]:
-    """Driver errors → ``SourceUnavailable`` (try again later) or ``CaptureError``."""
-    try:
-        yield
-    except sa.exc.DBAPIError as error:
-        raise _translate(url, source, what, error) from error
-
-
 def _translate(url: URL, source: str, what: str, error: sa.exc.DBAPIError) -> SyncdError:
-    where = f"source {source} ({url.render_as_string(hide_password=True)})"
-    lines = str(error.orig).strip().splitlines()
-    reason = lines[0] if lines else type(error.orig).__name__
-    classify = _CLASSIFY.get(url.get_backend_name())
-    failure = classify(_driver_error(error)) if classify else Failure.PERMANENT
-    if error.connection_invalidated or failure is not Failure.PERMANENT:
-        return SourceUnavailable(f"{what}, {where}: {reason}")
-    if _outbox_missing(url):
-        return CaptureError(f"{what}, {where}: {install_hint(source)}")
-    return CaptureError(f"{what}, {where}: {reason}")
+    return source_errors.translate(url, f"source {source}", what, error, _install_hint(url, source))
+
+
+def _translated(url: URL, source: str, what: str) -> AbstractContextManager[None]:
+    return source_errors.translated(url, f"source {source}", what, _install_hint(url, source))
+
+
+def _install_hint(url: URL, source: str) -> Callable[[], str | None]:
+    """For a permanent error: the install hint, if the outbox table is what is missing."""
+    return lambda: install_hint(source) if _outbox_missing(url) else None
 
 
 def _outbox_missing(url: URL) -> bool:
@@ -614,10 +597,6 @@ def _outbox_missing(url: URL) -> bool:
         return False
     finally:
         engine.dispose()
-
-
-def _driver_error(error: sa.exc.DBAPIError) -> BaseException:
-    return error.orig if error.orig is not None else error
 
 
 def _json_value(value: Any) -> Any:

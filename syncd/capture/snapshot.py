@@ -45,7 +45,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
@@ -58,14 +58,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from syncd.apply import mysql, postgresql, sqlite
-from syncd.apply.classify import Failure
-from syncd.capture import SNAPSHOT_POSITION, Captured, group_for
+from syncd.capture import SNAPSHOT_POSITION, Captured, group_for, source_errors
 from syncd.capture.logical import connect_kwargs, group_columns
 from syncd.capture.logical_setup import parse_table
 from syncd.capture.outbox_ddl import OutboxSql, PostgresOutbox, SourceTable, outbox_sql
 from syncd.capture.pgoutput import Column, Relation
-from syncd.errors import CaptureError, SourceUnavailable, SyncdError
+from syncd.errors import CaptureError
 
 __all__ = ["SnapshotReport", "SnapshotSource", "run_snapshot", "state_path"]
 
@@ -77,12 +75,6 @@ _CONNECT_ARGS: dict[str, dict[str, Any]] = {
     "postgresql": {"connect_timeout": CONNECT_TIMEOUT_S},
     "mysql": {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"},
     "mariadb": {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"},
-}
-_CLASSIFY = {
-    "postgresql": postgresql.classify,
-    "sqlite": sqlite.classify,
-    "mysql": mysql.classify,
-    "mariadb": mysql.classify,
 }
 # Every column pgoutput publishes, in table order, with the key flag it gives each under the
 # table's replica identity: all under FULL, the identity index's under USING INDEX, the
@@ -584,22 +576,5 @@ def _engine(source: SnapshotSource) -> Engine:
     )
 
 
-@contextmanager
-def _translated(url: URL, source: str, what: str) -> Iterator[None]:
-    """Driver errors → ``SourceUnavailable`` (try again later) or ``CaptureError``."""
-    try:
-        yield
-    except sa.exc.DBAPIError as error:
-        raise _translate(url, source, what, error) from error
-
-
-def _translate(url: URL, source: str, what: str, error: sa.exc.DBAPIError) -> SyncdError:
-    where = f"snapshot of source {source} ({url.render_as_string(hide_password=True)})"
-    lines = str(error.orig).strip().splitlines()
-    reason = lines[0] if lines else type(error.orig).__name__
-    classify = _CLASSIFY.get(url.get_backend_name())
-    cause = error.orig if error.orig is not None else error
-    failure = classify(cause) if classify else Failure.PERMANENT
-    if error.connection_invalidated or failure is not Failure.PERMANENT:
-        return SourceUnavailable(f"{what}, {where}: {reason}")
-    return CaptureError(f"{what}, {where}: {reason}")
+def _translated(url: URL, source: str, what: str) -> AbstractContextManager[None]:
+    return source_errors.translated(url, f"snapshot of source {source}", what)

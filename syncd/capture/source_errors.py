@@ -1,0 +1,63 @@
+"""Source database errors, translated at the capture's edge: try again later, or stop and fix.
+
+A dropped connection, a deadlock or a lock timeout is ``SourceUnavailable`` (the capture polls
+again, and reconnects); anything else is ``CaptureError`` with the source and what was being
+done. Decided by driver codes, the same classification the appliers use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from syncd.apply import mysql, postgresql, sqlite
+from syncd.apply.classify import Failure
+from syncd.errors import CaptureError, SourceUnavailable, SyncdError
+
+_CLASSIFY = {
+    "postgresql": postgresql.classify,
+    "sqlite": sqlite.classify,
+    "mysql": mysql.classify,
+    "mariadb": mysql.classify,
+}
+
+
+def classify(url: URL, error: sa.exc.DBAPIError) -> Failure:
+    """The failure class of a driver error on a source of ``url``'s dialect."""
+    classify_driver = _CLASSIFY.get(url.get_backend_name())
+    cause = error.orig if error.orig is not None else error
+    return classify_driver(cause) if classify_driver else Failure.PERMANENT
+
+
+def translate(
+    url: URL,
+    where: str,
+    what: str,
+    error: sa.exc.DBAPIError,
+    hint: Callable[[], str | None] = lambda: None,
+) -> SyncdError:
+    """``SourceUnavailable`` or ``CaptureError`` for ``error`` while doing ``what`` at ``where``.
+
+    ``hint`` may name the fix for a permanent error (asked only then): it replaces the
+    driver's reason in the message.
+    """
+    lines = str(error.orig).strip().splitlines()
+    reason = lines[0] if lines else type(error.orig).__name__
+    where = f"{where} ({url.render_as_string(hide_password=True)})"
+    if error.connection_invalidated or classify(url, error) is not Failure.PERMANENT:
+        return SourceUnavailable(f"{what}, {where}: {reason}")
+    return CaptureError(f"{what}, {where}: {hint() or reason}")
+
+
+@contextmanager
+def translated(
+    url: URL, where: str, what: str, hint: Callable[[], str | None] = lambda: None
+) -> Iterator[None]:
+    """Driver errors raised inside become :func:`translate`'s."""
+    try:
+        yield
+    except sa.exc.DBAPIError as error:
+        raise translate(url, where, what, error, hint) from error
