@@ -198,19 +198,29 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _command_group(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    about: str,
+    epilog: str,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command with commands of its own (``syncd dlq …``, ``syncd capture …``)."""
+    group = commands.add_parser(
+        name,
+        help=about,
+        description=textwrap.fill(about, 92),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return group.add_subparsers(title=f"{name} commands", required=True, metavar="ACTION")
+
+
 def _add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     about = (
         "Find, inspect, replay and purge dead letters: the messages the daemon could not apply, "
         "kept on broker.dead_letter_queue with headers that say why."
     )
-    dlq = commands.add_parser(
-        "dlq",
-        help=about,
-        description=textwrap.fill(about, 92),
-        epilog=DLQ_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = dlq.add_subparsers(title="dlq commands", required=True, metavar="ACTION")
+    actions = _command_group(commands, "dlq", about, DLQ_EPILOG)
 
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
         return _subcommand(actions, name, help_text, DLQ_EPILOG)
@@ -256,14 +266,7 @@ def _add_capture_commands(commands: argparse._SubParsersAction[argparse.Argument
         "Prepare source databases for capture, or undo it: the sources under sources: in "
         "config.yaml, or the one named by --source."
     )
-    capture = commands.add_parser(
-        "capture",
-        help=about,
-        description=textwrap.fill(about, 92),
-        epilog=CAPTURE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = capture.add_subparsers(title="capture commands", required=True, metavar="ACTION")
+    actions = _command_group(commands, "capture", about, CAPTURE_EPILOG)
     install = _subcommand(
         actions,
         "install",
