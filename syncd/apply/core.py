@@ -41,13 +41,26 @@ def position_reader(table: sa.Table) -> PositionReader:
     return read
 
 
-def upserter(statement: Any) -> Upsert:
-    """An executemany of one cached Core upsert statement."""
+def upserter_from(
+    upsert_statement: Callable[[sa.TableClause, Sequence[str], Sequence[str]], Any],
+) -> Callable[[sa.TableClause, Sequence[str], Sequence[str]], Upsert]:
+    """A dialect's ``upserter``, from its Core ``upsert_statement(table, key, update columns)``.
 
-    def upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
-        conn.execute(statement, [{c: bindable(v) for c, v in row.items()} for row in rows])
+    The upsert is an executemany of that one statement, built once per set of columns.
+    """
 
-    return upsert
+    def upserter(
+        table: sa.TableClause, key_columns: Sequence[str], columns: Sequence[str]
+    ) -> Upsert:
+        updates = [c for c in columns if c not in key_columns]
+        statement = upsert_statement(table, key_columns, updates)
+
+        def upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
+            conn.execute(statement, [{c: bindable(v) for c, v in row.items()} for row in rows])
+
+        return upsert
+
+    return upserter
 
 
 def bindable(value: Any) -> Any:

@@ -93,11 +93,7 @@ def position_advancer(table: sa.Table) -> core.PositionAdvancer:
     return advance
 
 
-def upserter(
-    table: sa.TableClause, key_columns: Sequence[str], columns: Sequence[str]
-) -> core.Upsert:
-    updates = [c for c in columns if c not in key_columns]
-    return core.upserter(upsert_statement(table, key_columns, updates))
+upserter = core.upserter_from(upsert_statement)
 
 
 position_reader = core.position_reader
