@@ -65,6 +65,27 @@ class Capture(Protocol):
     def close(self) -> None: ...
 
 
+def primary_key(conn: Any, schema: str, table: str, needed_for: str) -> tuple[str, ...]:
+    """A source table's primary-key columns; ``CaptureError`` if it is missing or has none.
+
+    ``needed_for`` ends the no-key message with why this capture needs one.
+    """
+    import sqlalchemy as sa
+
+    from syncd.errors import CaptureError
+
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(table, schema=schema):
+        raise CaptureError(
+            f"table {schema}.{table} does not exist in the source database: check the "
+            "source's tables in config.yaml"
+        )
+    key = tuple(inspector.get_pk_constraint(table, schema=schema)["constrained_columns"])
+    if not key:
+        raise CaptureError(f"table {schema}.{table} has no primary key{needed_for}")
+    return key
+
+
 def group_for(schema: str, table: str, key_values: Sequence[Any]) -> str:
     """The JMSXGroupID of a captured change: table + key, as ``Publisher.group_of`` makes it."""
     from syncd.apply.plan import key_text

@@ -48,7 +48,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, Row
 from sqlalchemy.pool import NullPool
 
-from syncd.capture import Captured, CapturedBatch, group_for, source_errors
+from syncd.capture import Captured, CapturedBatch, group_for, primary_key, source_errors
 from syncd.capture.outbox_ddl import (
     NOTIFY_CHANNEL,
     OUTBOX,
@@ -190,19 +190,13 @@ def _primary_key(conn: Connection, sql: OutboxSql, schema: str, name: str) -> tu
             f"table {schema}.{name}: a {sql.backend} source captures the tables of its own "
             f"database ({sql.default_schema}) only; write {name}"
         )
-    inspector = sa.inspect(conn)
-    if not inspector.has_table(name, schema=schema):
-        raise CaptureError(
-            f"table {schema}.{name} does not exist in the source database: check the "
-            "source's tables in config.yaml"
-        )
-    key = tuple(inspector.get_pk_constraint(name, schema=schema)["constrained_columns"])
-    if not key:
-        raise CaptureError(
-            f"table {schema}.{name} has no primary key: add one (ALTER TABLE {name} ADD "
-            "PRIMARY KEY (...)); the outbox identifies each changed row by it"
-        )
-    return key
+    return primary_key(
+        conn,
+        schema,
+        name,
+        f": add one (ALTER TABLE {name} ADD PRIMARY KEY (...)); the outbox identifies each "
+        "changed row by it",
+    )
 
 
 def _installed(conn: Connection, sql: OutboxSql) -> list[tuple[Any, ...]]:

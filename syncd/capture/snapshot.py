@@ -58,7 +58,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from syncd.capture import SNAPSHOT_POSITION, Captured, group_for, source_errors
+from syncd.capture import SNAPSHOT_POSITION, Captured, group_for, primary_key, source_errors
 from syncd.capture.logical import connect_kwargs, group_columns
 from syncd.capture.logical_setup import parse_table
 from syncd.capture.outbox_ddl import OutboxSql, PostgresOutbox, SourceTable, outbox_sql
@@ -379,21 +379,14 @@ def _json_row(values: Sequence[Any]) -> dict[str, Any]:
 
 
 def _primary_key(conn: Connection, schema: str, table: str) -> tuple[str, ...]:
-    inspector = sa.inspect(conn)
-    if not inspector.has_table(table, schema=schema):
-        raise CaptureError(
-            f"table {schema}.{table} does not exist in the source database: check the "
-            "source's tables in config.yaml"
-        )
-    key = tuple(inspector.get_pk_constraint(table, schema=schema)["constrained_columns"])
-    if not key:
-        raise CaptureError(
-            f"table {schema}.{table} has no primary key, so it cannot be snapshotted: a "
-            "snapshot reads rows in key order (to resume where it stopped) and groups each "
-            f"by its key. Add one (ALTER TABLE {table} ADD PRIMARY KEY (...)), or leave the "
-            "table out with --table"
-        )
-    return key
+    return primary_key(
+        conn,
+        schema,
+        table,
+        ", so it cannot be snapshotted: a snapshot reads rows in key order (to resume where it "
+        "stopped) and groups each by its key. Add one (ALTER TABLE "
+        f"{table} ADD PRIMARY KEY (...)), or leave the table out with --table",
+    )
 
 
 def _outbox_sql(conn: Connection) -> OutboxSql:
