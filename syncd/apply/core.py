@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-CHUNK = 500  # keys per IN list
+CHUNK = 500  # keys per IN list (and per SELECT … FOR UPDATE, and rows per DELETE)
 
 # (conn, mapping name, row keys) -> {row key: stored position}
 PositionReader = Callable[[Connection, str, Sequence[str]], dict[str, int]]

@@ -31,7 +31,6 @@ __all__ = [
     "upserter",
 ]
 
-_CHUNK = 500  # keys per SELECT … FOR UPDATE
 _connect_parameters: weakref.WeakKeyDictionary[Any, tuple[list[Any], dict[str, Any]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -161,10 +160,10 @@ def _locked_positions(
     p = table.c
     keys = sorted({(row["mapping"], row["row_key"]) for row in rows})
     stored: dict[tuple[str, str], int] = {}
-    for start in range(0, len(keys), _CHUNK):
+    for start in range(0, len(keys), core.CHUNK):
         query = (
             sa.select(p.mapping, p.row_key, p.position)
-            .where(sa.tuple_(p.mapping, p.row_key).in_(keys[start : start + _CHUNK]))
+            .where(sa.tuple_(p.mapping, p.row_key).in_(keys[start : start + core.CHUNK]))
             .with_for_update()
         )
         stored.update({(r.mapping, r.row_key): r.position for r in conn.execute(query)})

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.apply import mysql, postgresql, sqlite
+from syncd.apply import core, mysql, postgresql, sqlite
 from syncd.apply.classify import Failure
 from syncd.apply.core import Upsert, bindable
 from syncd.apply.deadline import Deadline
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 # Each module: engine(url, timeout_s), cancel(dbapi_connection), classify(error), and the
 # statements of syncd.apply.core: position_reader, position_advancer and upserter.
 DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite, "mysql": mysql}
-_CHUNK = 500  # rows per statement for IN lists and multi-row VALUES with RETURNING
 
 
 def positions_table(name: str) -> sa.Table:
@@ -295,10 +294,10 @@ class SqlApplier:
         p = self._positions.c
         keys = [c.key for c in changes]
         marked: set[str] = set()
-        for start in range(0, len(keys), _CHUNK):
+        for start in range(0, len(keys), core.CHUNK):
             query = sa.select(p.row_key).where(
                 p.mapping == mapping.name,
-                p.row_key.in_(keys[start : start + _CHUNK]),
+                p.row_key.in_(keys[start : start + core.CHUNK]),
                 p.incomplete.is_(True),
                 p.deleted.is_(False),
             )
@@ -426,8 +425,8 @@ class SqlApplier:
         return sa.tuple_(*columns).in_(keys)
 
     def _delete(self, conn: Connection, target: Target, actions: list[KeyAction]) -> None:
-        for start in range(0, len(actions), _CHUNK):
-            chunk = actions[start : start + _CHUNK]
+        for start in range(0, len(actions), core.CHUNK):
+            chunk = actions[start : start + core.CHUNK]
             conn.execute(sa.delete(target.table).where(self._key_clause(target, chunk)))
 
     def _soft_delete(
