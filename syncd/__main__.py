@@ -1,5 +1,8 @@
+"""``python -m syncd``: the same command line as ``syncd``."""
+
 import sys
 
 from syncd.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (as tools that walk the package do) runs nothing
+    sys.exit(main())

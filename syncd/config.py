@@ -32,6 +32,7 @@ from syncd.config_reader import expand_env as expand_env
 from syncd.config_sources import SOURCE_DEFAULTS as SOURCE_DEFAULTS
 from syncd.config_sources import SourceConfig as SourceConfig
 from syncd.config_sources import read_sources
+from syncd.drivers import DriverProblem, with_driver
 from syncd.errors import ConfigError, Problem
 from syncd.yamlfile import Node, describe, parse_yaml
 
@@ -76,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 DATABASE_KEYS = ("url", "password", "password_file")
+TARGET_BACKENDS = ("postgresql", "sqlite", "mysql")  # one module each in syncd/apply/
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -255,6 +257,11 @@ def _database(r: Reader, name: str, node: Node) -> DatabaseConfig | None:
     r.check_keys(entries, path, DATABASE_KEYS)
     url = url_with_secret(r, node, entries, path, EXAMPLE_URL)
     if url is None:
+        return None
+    try:
+        url = with_driver(url, TARGET_BACKENDS)
+    except DriverProblem as exc:
+        r.problem(r.line_of(entries, "url"), f"{path}.url", str(exc))
         return None
     return DatabaseConfig(name=name, url=url.render_as_string(hide_password=False))
 

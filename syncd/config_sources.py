@@ -19,6 +19,7 @@ from syncd.config_reader import (
     url_with_secret,
     whole_number,
 )
+from syncd.drivers import DriverProblem, with_driver
 from syncd.yamlfile import Node
 
 # The keys of one source under `sources:`; None: required (or, for queue, derived from the name).
@@ -105,30 +106,33 @@ def _source(r: Reader, name: str, node: Node, queue_prefix: str) -> SourceConfig
     batch_events = r.scalar(
         entries, path, "batch_events", whole_number(1, 100_000), SOURCE_DEFAULTS["batch_events"]
     )
-    if (
-        url is None
-        or capture is None
-        or not tables
-        or not _readable(r, path, entries, url, capture)
-    ):
+    if url is None or capture is None or not tables:
+        return None
+    url = _readable(r, path, entries, url, capture)
+    if url is None:
         return None
     return SourceConfig(name, url, capture, tables, queue, batch_events)
 
 
-def _readable(r: Reader, path: str, entries: dict[str, Node], url: URL, capture: str) -> bool:
-    """Whether ``capture`` can read ``url``'s kind of database (a problem if not)."""
+def _readable(r: Reader, path: str, entries: dict[str, Node], url: URL, capture: str) -> URL | None:
+    """``url`` with its driver, if ``capture`` can read its kind of database (a problem if not)."""
     backends, described = CAPTURE_BACKENDS[capture]
-    if url.get_backend_name() in backends:
-        return True
-    instead = f"a URL such as '{EXAMPLE_SOURCE_URL}'"
-    if capture == "logical":
-        instead += ", or capture: outbox"
-    r.problem(
-        r.line_of(entries, "url"),
-        f"{path}.url",
-        f"capture: {capture} reads {described} only, not {url.get_backend_name()}; write {instead}",
-    )
-    return False
+    if url.get_backend_name() not in backends:
+        instead = f"a URL such as '{EXAMPLE_SOURCE_URL}'"
+        if capture == "logical":
+            instead += ", or capture: outbox"
+        r.problem(
+            r.line_of(entries, "url"),
+            f"{path}.url",
+            f"capture: {capture} reads {described} only, not {url.get_backend_name()}; "
+            f"write {instead}",
+        )
+        return None
+    try:
+        return with_driver(url, backends)
+    except DriverProblem as exc:
+        r.problem(r.line_of(entries, "url"), f"{path}.url", str(exc))
+        return None
 
 
 def _source_tables(r: Reader, node: Node | None, line: int, path: str) -> tuple[str, ...]:

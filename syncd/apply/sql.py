@@ -14,14 +14,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.apply import core, mysql, postgresql, sqlite
+from syncd.apply import core, dialect
 from syncd.apply.classify import Failure
 from syncd.apply.core import Upsert, bindable
 from syncd.apply.deadline import Deadline
@@ -30,10 +29,6 @@ from syncd.errors import PermanentApplyError, Problem, TargetOutage, TargetUnava
 from syncd.mapping import Mapping
 
 log = logging.getLogger(__name__)
-
-# Each module: engine(url, timeout_s), cancel(dbapi_connection), classify(error), and the
-# statements of syncd.apply.core: position_reader, position_advancer and upserter.
-DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite, "mysql": mysql}
 
 
 def positions_table(name: str) -> sa.Table:
@@ -103,21 +98,21 @@ class SqlApplier:
             backend = sa.engine.make_url(url).get_backend_name()
         except sa.exc.ArgumentError as exc:
             raise PermanentApplyError(f"database {name}: cannot use URL: {exc}") from exc
-        dialect = DIALECTS.get(backend)
-        if dialect is None:
-            raise PermanentApplyError(
-                f"database {name}: {backend} is not a supported target "
-                f"(supported: {', '.join(DIALECTS)})"
-            )
-        self._dialect = dialect
+        try:
+            # Each module: engine(url, timeout_s), cancel(dbapi_connection), classify(error),
+            # and the statements of syncd.apply.core: position_reader, position_advancer and
+            # upserter.
+            self._dialect = dialect(backend)
+        except PermanentApplyError as exc:
+            raise PermanentApplyError(f"database {name}: {exc}") from exc
         # No pool_pre_ping: a dead pooled connection fails the first statement, the pool
         # invalidates it, and the batch is retried as an outage — without a ping per batch.
-        self._engine: Engine = dialect.engine(url, timeout_s)
+        self._engine: Engine = self._dialect.engine(url, timeout_s)
         self._timeout_s = timeout_s
         self._deadline_watch = Deadline(timeout_s, self._cancel, name)
         self._positions = positions_table(positions)
-        self._read_positions = dialect.position_reader(self._positions)
-        self._advance = dialect.position_advancer(self._positions)
+        self._read_positions = self._dialect.position_reader(self._positions)
+        self._advance = self._dialect.position_advancer(self._positions)
         self._targets: dict[str, Target] = {}
         self._upserts: dict[tuple[str, str | None, tuple[str, ...]], Upsert] = {}
 

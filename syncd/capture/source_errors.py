@@ -13,23 +13,22 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from syncd.apply import mysql, postgresql, sqlite
+from syncd.apply import dialect
 from syncd.apply.classify import Failure
-from syncd.errors import CaptureError, SourceUnavailable, SyncdError
-
-_CLASSIFY = {
-    "postgresql": postgresql.classify,
-    "sqlite": sqlite.classify,
-    "mysql": mysql.classify,
-    "mariadb": mysql.classify,
-}
+from syncd.errors import CaptureError, PermanentApplyError, SourceUnavailable, SyncdError
 
 
 def classify(url: URL, error: sa.exc.DBAPIError) -> Failure:
     """The failure class of a driver error on a source of ``url``'s dialect."""
-    classify_driver = _CLASSIFY.get(url.get_backend_name())
+    backend = url.get_backend_name()
+    try:
+        # A driver error means the driver is installed: its module loads.
+        speaks = dialect("mysql" if backend == "mariadb" else backend)
+    except PermanentApplyError:
+        return Failure.PERMANENT
     cause = error.orig if error.orig is not None else error
-    return classify_driver(cause) if classify_driver else Failure.PERMANENT
+    failure: Failure = speaks.classify(cause)
+    return failure
 
 
 def translate(

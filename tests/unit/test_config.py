@@ -175,7 +175,7 @@ def test_repr_does_not_show_passwords(tmp_path: Path) -> None:
 
     assert "broker-secret" not in repr(config)
     assert "db-secret" not in repr(config)
-    assert config.databases["warehouse"].display_url == "postgresql://syncd:***@db/w"
+    assert config.databases["warehouse"].display_url == "postgresql+psycopg2://syncd:***@db/w"
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -472,7 +472,7 @@ def test_env_variables_expand_in_every_string_value(tmp_path: Path) -> None:
 
     assert config.broker.hosts == (("mq", 61613),)
     assert config.broker.user == "bob"
-    assert config.databases["warehouse"].url == "postgresql://syncd@db/w"
+    assert config.databases["warehouse"].url == "postgresql+psycopg2://syncd@db/w"
     assert config.mappings_dir == Path("/srv/m")
 
 
@@ -581,7 +581,7 @@ def test_relative_password_file_resolves_against_the_config_directory(
         """,
     )
 
-    assert config.databases["warehouse"].url == "postgresql://syncd:dbpw@db/w"
+    assert config.databases["warehouse"].url == "postgresql+psycopg2://syncd:dbpw@db/w"
 
 
 def test_missing_password_file_names_the_path_and_the_os_error(tmp_path: Path) -> None:
