@@ -125,16 +125,35 @@ class SqlApplier:
         With ``create=False`` (``syncd check``) nothing is written.
         """
         problems: list[Problem] = []
+        if create:
+            self._create_positions_table()
         with self._translated(), self._engine.begin() as conn:
-            if create:
-                self._positions.create(conn, checkfirst=True)
-                self._add_missing_position_columns(conn)
             inspector = sa.inspect(conn)
             for mapping in self._mappings:
                 target = self._describe(inspector, mapping, problems)
                 if target is not None:
                     self._targets[mapping.name] = target
         return problems
+
+    def _create_positions_table(self, attempts: int = 3) -> None:
+        """Create the positions table, or add what an older syncd's lacks; safe to race.
+
+        Daemons started together on a fresh target all find the table missing and all create
+        it; the losers' CREATE (or ALTER) fails — PostgreSQL: a unique violation in pg_type,
+        MySQL and SQLite: "already exists" — once the winner commits. A loser then accepts the
+        winner's table: it looks again and finds nothing left to do. An error that persists
+        through every look (no rights, say) is the real one.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                with self._translated(), self._engine.begin() as conn:
+                    self._positions.create(conn, checkfirst=True)
+                    self._add_missing_position_columns(conn)
+                return
+            except PermanentApplyError as exc:
+                if attempt == attempts:
+                    raise
+                log.debug("database %s: positions table changed meanwhile: %s", self.name, exc)
 
     def _add_missing_position_columns(self, conn: Connection) -> None:
         """Upgrade a positions table made by an older syncd: add the columns it lacks."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -440,3 +442,48 @@ def test_snapshot_in_the_batch_of_the_update_that_made_the_row_incomplete_comple
     verdicts = applier.apply_batch([c for e in batch for c in router.changes_for(e)])
     assert verdicts == [Verdict.APPLIED, Verdict.STALE]
     assert rows(applier, "docs") == [(1, "big", "new")]
+
+
+def test_many_appliers_preparing_a_fresh_target_at_once_all_start(target_url: str) -> None:
+    # Several daemons started together on a fresh target all find the positions table missing
+    # and all create it; the losers must accept the winner's table, not stop (exit 2).
+    engine = sa.create_engine(target_url)
+    with engine.begin() as conn:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.exec_driver_sql(statement)
+    starters = 6
+    barrier = threading.Barrier(starters)
+    appliers = [
+        SqlApplier("warehouse", target_url, [CUSTOMERS], "syncd_positions") for _ in range(starters)
+    ]
+
+    def prepare(applier: SqlApplier) -> list[Any]:
+        barrier.wait()
+        return applier.prepare()
+
+    try:
+        with ThreadPoolExecutor(starters) as pool:
+            outcomes = list(pool.map(prepare, appliers))
+        assert outcomes == [[]] * starters
+        assert sa.inspect(engine).has_table("syncd_positions")
+        # ... and every one of them can apply.
+        for n, applier in enumerate(appliers):
+            event = ChangeEvent(
+                "c",
+                None,
+                {"id": n, "name": "x"},
+                "crm",
+                "public",
+                "customers",
+                n + 1,
+                f"e{n}",
+                None,
+                None,
+            )
+            changes = Router([CUSTOMERS]).changes_for(event)
+            assert applier.apply_batch(changes) == [Verdict.APPLIED]
+    finally:
+        for applier in appliers:
+            applier.close()
+        engine.dispose()
