@@ -52,26 +52,31 @@ def build_appliers(
     """
     appliers: dict[str, SqlApplier] = {}
     problems: list[Problem] = []
-    for name, database in config.databases.items():
-        used = [m for m in mappings if m.target_database == name]
-        if not used:
-            continue
-        try:
-            applier = SqlApplier(
-                name, database.url, used, config.apply.positions_table, config.apply.timeout_s
-            )
-        except PermanentApplyError as exc:
-            problems.append(Problem(str(config.path), None, f"databases.{name}: {exc}"))
-            continue
-        appliers[name] = applier
-        try:
-            problems += applier.prepare(create=create)
-        except PermanentApplyError as exc:
-            problems.append(Problem(str(config.path), None, f"databases.{name}: {exc}"))
-    if problems:
+    try:
+        for name, database in config.databases.items():
+            used = [m for m in mappings if m.target_database == name]
+            if not used:
+                continue
+            try:
+                applier = SqlApplier(
+                    name, database.url, used, config.apply.positions_table, config.apply.timeout_s
+                )
+            except PermanentApplyError as exc:
+                problems.append(Problem(str(config.path), None, f"databases.{name}: {exc}"))
+                continue
+            appliers[name] = applier
+            try:
+                problems += applier.prepare(create=create)
+            except PermanentApplyError as exc:
+                problems.append(Problem(str(config.path), None, f"databases.{name}: {exc}"))
+        if problems:
+            raise ConfigError(problems)
+    except BaseException:
+        # Whatever stops the start (bad tables, a database still down, a signal), the appliers
+        # made so far go: each holds an engine and a deadline thread, and the caller retries.
         for applier in appliers.values():
             applier.close()
-        raise ConfigError(problems)
+        raise
     return appliers
 
 

@@ -1,0 +1,66 @@
+"""Starting the apply side: appliers that cannot start are closed, whatever stopped them."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from syncd.config import load_config
+from syncd.daemon import build_appliers
+from syncd.errors import ConfigError, TargetOutage
+from syncd.mapping import load_mappings
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _deadline_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "deadline-warehouse"]
+
+
+def _config(tmp_path: Path, url: str) -> Path:
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "m.yaml").write_text(
+        "mappings:\n  - name: m\n    source: {system: crm, table: t}\n"
+        "    target: {database: warehouse, table: t}\n    key: [id]\n"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(f'databases:\n  warehouse: {{url: "{url}"}}\nmappings: mappings/\n')
+    return config
+
+
+def _no_deadline_threads_within(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _deadline_threads():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        # Nothing listens there: prepare() finds the database down (an outage, retried).
+        (f"postgresql+psycopg2://syncd@127.0.0.1:{_free_port()}/w", TargetOutage),
+        # No such table: the problems are reported (exit 2).
+        ("sqlite:///target.db", ConfigError),
+    ],
+)
+def test_appliers_that_fail_to_start_leave_no_thread_behind(
+    tmp_path: Path, url: str, error: type[Exception]
+) -> None:
+    config = load_config(_config(tmp_path, url))
+    mappings = load_mappings(config.mappings_dir, list(config.databases))
+    assert _no_deadline_threads_within(5)
+    for _ in range(5):  # the daemon retries a start while the database is down
+        with pytest.raises(error):
+            build_appliers(config, mappings)
+    assert _no_deadline_threads_within(5), _deadline_threads()
