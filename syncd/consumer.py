@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from syncd.apply import Applier
 from syncd.apply.plan import Change, Verdict
 from syncd.apply.resilient import Interrupted, RetryPolicy, apply_isolating
+from syncd.backoff import Backoff
 from syncd.broker import Message, Outgoing
 from syncd.config import ApplyConfig, RetryConfig
 from syncd.deadletter import ErrorClass, Reason, dead_letter
@@ -68,6 +69,8 @@ class Broker(Protocol):
 
     def receive(self, timeout_s: float) -> Message | None: ...
 
+    def subscribed(self, destination: str) -> bool: ...
+
     def settle(self, last: list[Message], dead_letters: list[Outgoing]) -> bool: ...
 
 
@@ -76,6 +79,7 @@ class _Pending:
     """One message of the batch, until it is settled."""
 
     message: Message
+    decoded: bool = False  # a redelivered message is decoded only once the ledger counts it
     array: bool = False
     events: list[Any] = field(default_factory=list)
     failures: dict[int, Reason] = field(default_factory=dict)
@@ -116,8 +120,7 @@ class ApplyLoop:
         self._between_batches = between_batches
         self._ready = False
         self._status_at = 0.0
-        self._max_delay_s = retry.max_backoff_ms / 1000
-        self._reconnect_delay_s = retry.initial_backoff_ms / 1000
+        self._reconnect_backoff = Backoff(retry)
         self._version = 0  # of the router: a batch decoded by an older one is decoded again
 
     def run(self, stopping: threading.Event) -> None:
@@ -157,12 +160,12 @@ class ApplyLoop:
         try:
             self._broker.connect()
         except BrokerUnavailable as exc:
-            log.warning("broker unavailable, retrying in %.1f s: %s", self._reconnect_delay_s, exc)
+            delay_s = self._reconnect_backoff.next_s()
+            log.warning("broker unavailable, retrying in %.1f s: %s", delay_s, exc)
             self._waiting(f"waiting for the broker: {exc}")
-            stopping.wait(self._reconnect_delay_s)
-            self._reconnect_delay_s = min(2 * self._reconnect_delay_s, self._max_delay_s)
+            stopping.wait(delay_s)
             return False
-        self._reconnect_delay_s = self._retry.initial_backoff_ms / 1000
+        self._reconnect_backoff.reset()
         if not self._ready:  # connected and subscribed: ready to apply
             self._ready = True
             self._progress.ready(self._status_line())
@@ -189,21 +192,36 @@ class ApplyLoop:
         return _Batch(self._take_batch(self._decoded), version)
 
     def _decoded(self, message: Message) -> _Pending:
+        """A taken message, decoded and routed ahead — unless the daemon may have died on it.
+
+        A redelivered message may be one that killed the daemon, also while decoding: it is
+        decoded only after the ledger has counted its start (``_process_counted``).
+        """
         item = _Pending(message)
-        item.changes = self._decode_and_route(item)
+        if not message.redelivered:
+            self._decode(item)
         return item
+
+    def _decode(self, item: _Pending) -> None:
+        item.changes = self._decode_and_route(item)
+        item.decoded = True
 
     def _current(self, batch: _Batch) -> list[_Pending]:
         """The batch's messages of the current connection, decoded by the current router.
 
         Messages that came over an older connection are dropped (the broker redelivers them,
-        and an ack over a newer connection would mean nothing); a reload since decoding means
-        decoding again.
+        and an ack over a newer connection would mean nothing). A reload since decoding means
+        decoding again — and the messages of a queue it unsubscribed are dropped too: the
+        unsubscribe handed them back to the broker, for whoever consumes that queue now.
         """
         generation = self._broker.generation
         items = [item for item in batch.items if item.message.generation == generation]
         if batch.version != self._version:
-            items = [self._decoded(item.message) for item in items]
+            items = [item for item in items if self._broker.subscribed(item.message.destination)]
+            for item in items:
+                if item.decoded:
+                    item.failures.clear()
+                    self._decode(item)
         return items
 
     def _take_batch(self, each: Callable[[Message], _Pending]) -> list[_Pending]:
@@ -257,6 +275,9 @@ class ApplyLoop:
         if counted:
             self._ledger.begin(counted)
         try:
+            for item in part:
+                if not item.decoded:
+                    self._decode(item)
             self._apply_and_settle(part, policy)
         except Interrupted:
             self._ledger.end(counted)

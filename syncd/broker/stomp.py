@@ -172,6 +172,9 @@ class StompBroker:
     def destinations(self) -> list[str]:
         return list(self._subscriptions)
 
+    def subscribed(self, destination: str) -> bool:
+        return destination in self._subscriptions
+
     def _subscribe(self, destination: str) -> None:
         try:
             self._conn.subscribe(
@@ -219,7 +222,7 @@ class StompBroker:
                 self._send(letter, transaction)
             for message in current:
                 self._conn.ack(message.ack_id, transaction=transaction)
-            return self._commit(transaction)
+            return self._commit_or_give_up(transaction)
         except STOMP_ERRORS as exc:
             log.warning("settling failed, the broker will redeliver: %s", exc)
             self._connected = False
@@ -240,7 +243,7 @@ class StompBroker:
             self._conn.begin(transaction)
             for message in messages:
                 self._send(message, transaction)
-            committed = self._commit(transaction)
+            committed = self._commit_or_give_up(transaction)
         except STOMP_ERRORS as exc:
             self._connected = False
             raise BrokerUnavailable(f"sending failed: {exc}") from exc
@@ -254,6 +257,23 @@ class StompBroker:
         if transaction:
             headers["transaction"] = transaction
         self._conn.send(message.destination, message.body, headers=headers)
+
+    def _commit_or_give_up(self, transaction: str) -> bool:
+        """Commit; if the broker does not confirm it, give the connection up.
+
+        Without a receipt (a timeout, an ERROR) the transaction may or may not have committed,
+        and a later cumulative ACK over this connection could then cover messages whose dead
+        letters never landed. Disconnecting settles it: ActiveMQ drops an uncommitted
+        transaction with its connection and redelivers what that connection did not
+        acknowledge, and the caller reconnects.
+        """
+        if self._commit(transaction):
+            return True
+        log.warning("the broker did not confirm a commit: reconnecting, it redelivers the rest")
+        conn, self._connected = self._conn, False
+        if conn is not None:
+            quietly_disconnect(conn)
+        return False
 
     def _commit(self, transaction: str) -> bool:
         receipt = f"commit-{transaction}"
