@@ -18,6 +18,7 @@ from types import FrameType
 from wsgiref.simple_server import WSGIServer
 
 from syncd.apply.sql import SqlApplier
+from syncd.backoff import Backoff
 from syncd.broker.statistics import queue_statistics
 from syncd.broker.stomp import StompBroker
 from syncd.capture.runner import CaptureRunner
@@ -196,16 +197,16 @@ def _wait_for_targets(
     config: Config, mappings: Sequence[Mapping], stopping: threading.Event, notifier: Notifier
 ) -> dict[str, SqlApplier] | None:
     """Build the appliers, waiting out databases that are not up yet (a boot-order race)."""
-    delay_s = config.retry.initial_backoff_ms / 1000
+    waits = Backoff(config.retry)
     while not stopping.is_set():
         try:
             return build_appliers(config, mappings)
         except TargetUnavailable as exc:
+            delay_s = waits.next_s()
             log.warning("target database unavailable, retrying in %.1f s: %s", delay_s, exc)
             notifier.status(f"waiting for the target database: {exc}")
             notifier.alive()
             stopping.wait(delay_s)
-            delay_s = min(delay_s * 2, config.retry.max_backoff_ms / 1000)
     return None
 
 
@@ -265,11 +266,20 @@ class Reloader:
         log.info("reloaded: %d mappings from %s", len(mappings), config.mappings_dir)
 
     def _resubscribe(self, wanted: set[str]) -> None:
+        """Subscribe to exactly ``wanted``, also when the connection fails on the way.
+
+        The broker object records each change before it sends it, and a reconnect subscribes
+        to what it records: a connection lost here only defers the rest to the reconnect the
+        apply loop makes next — it must not end the daemon.
+        """
         current = set(self._broker.destinations)
-        for destination in sorted(wanted - current):
-            self._broker.subscribe(destination)
-        for destination in sorted(current - wanted):
-            self._broker.unsubscribe(destination)
+        changes = [(self._broker.subscribe, d) for d in sorted(wanted - current)]
+        changes += [(self._broker.unsubscribe, d) for d in sorted(current - wanted)]
+        for change, destination in changes:
+            try:
+                change(destination)
+            except BrokerUnavailable as exc:
+                log.warning("reload: %s; the reconnect will subscribe as configured", exc)
 
 
 class _ApplyPart:
@@ -361,17 +371,19 @@ def run(config: Config, stopping: threading.Event | None = None, only: str | Non
     stats.metrics.broker_connected.set_function(
         lambda: float(broker.connected if broker else all(r.broker_connected for r in runners))
     )
-    metrics_server = _serve_metrics(config, apply, sources, stats, supervision, stopping)
+    metrics = _serve_metrics(config, apply, sources, stats, supervision, stopping)
     between = None if apply else _reload_notice(reload_requested)
     try:
         _supervise(workers, stopping, notifier, between)
     finally:
         # Shutdown order: every part has finished its round — the apply loop settled the batch
         # in hand, each capture published and confirmed its batch (or left it for the source
-        # to send again) and closed its connections; then the metrics endpoint goes, and the
-        # apply part lets go of the broker, the targets and the ledger.
-        if metrics_server is not None:
-            metrics_server.shutdown()
+        # to send again) and closed its connections; then the metrics endpoint goes (its
+        # queue-depth poller, woken by `stopping`, ends with it), and the apply part lets go
+        # of the broker, the targets and the ledger.
+        stopping.set()
+        if metrics is not None:
+            metrics.close()
         if apply is not None:
             apply.close()
         log.info("syncd stopped: %s", stats.summary())
@@ -407,6 +419,19 @@ def _reload_notice(requested: threading.Event) -> Callable[[], None]:
     return notice
 
 
+@dataclass
+class _MetricsEndpoint:
+    """The /metrics and /healthz server, and the thread that polls queue depths for it."""
+
+    server: WSGIServer
+    poller: threading.Thread
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()  # the listening socket, so a restart can bind it at once
+        self.poller.join(10)
+
+
 def _serve_metrics(
     config: Config,
     apply: _ApplyPart | None,
@@ -414,7 +439,7 @@ def _serve_metrics(
     stats: Stats,
     supervision: Supervision,
     stopping: threading.Event,
-) -> WSGIServer | None:
+) -> _MetricsEndpoint | None:
     listen = config.metrics.listen
     if not listen:
         return None
@@ -424,25 +449,36 @@ def _serve_metrics(
         applied = [*apply.broker.destinations, config.broker.dead_letter_queue] if apply else []
         return applied + [source.queue for source in sources]
 
-    threading.Thread(
+    poller = threading.Thread(
         target=_poll_queue_depths,
         args=(config, queues, stats, stopping),
         name="queue-depths",
         daemon=True,
-    ).start()
-    return server
+    )
+    poller.start()
+    return _MetricsEndpoint(server, poller)
 
 
 def _poll_queue_depths(
     config: Config, queues: Callable[[], list[str]], stats: Stats, stopping: threading.Event
 ) -> None:
-    """``syncd_queue_depth{queue}`` from the broker's statistics plugin, now and every 15 s."""
+    """``syncd_queue_depth{queue}`` from the broker's statistics plugin, now and every 15 s.
+
+    A failure is logged when it starts and when it passes, not every 15 s: the apply loop
+    already says when the broker is down.
+    """
+    failing = False
     while not stopping.is_set():
         try:
             found = queue_statistics(config.broker, queues(), timeout_s=5.0)
         except BrokerUnavailable as exc:
-            log.debug("queue depths unavailable: %s", exc)
-            found = {}
+            if not failing:
+                log.warning("queue depths unavailable (syncd_queue_depth is stale): %s", exc)
+            failing, found = True, {}
+        else:
+            if failing:
+                log.info("queue depths available again")
+            failing = False
         for queue, numbers in found.items():
             stats.metrics.queue_depth.labels(queue).set(numbers.depth)
         stopping.wait(15.0)
@@ -491,6 +527,8 @@ def _supervise(
             else:
                 log.info("stop requested: finishing the batch in hand")
             notifier.stopping()
+    for also in failures[1:]:  # the daemon dies of the first; the others are said here
+        log.error("another part failed too: %s", also, exc_info=also)
     if failures:
         raise failures[0]
     if not told:

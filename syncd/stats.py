@@ -46,17 +46,6 @@ class Stats:
             else:
                 self.metrics.skipped.labels(mapping, str(verdict)).inc(n)
 
-    def count(self, mapping: str, verdict: Verdict, source_ts_ms: int | None = None) -> None:
-        with self._lock:
-            self.verdicts[mapping, verdict] += 1
-            if verdict is Verdict.APPLIED and source_ts_ms is not None:
-                newest = self.source_ts_ms.get(mapping, 0)
-                self.source_ts_ms[mapping] = max(newest, source_ts_ms)
-        if verdict is Verdict.APPLIED:
-            self.metrics.applied.labels(mapping).inc()
-        else:
-            self.metrics.skipped.labels(mapping, str(verdict)).inc()
-
     def lag_s(self) -> float | None:
         """How far behind its source the most lagging mapping is: now minus the source time of
         its newest applied event (None before any event with a source time was applied)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from syncd import daemon
+from syncd.config import load_config
 from tests.harness import Daemon, StompClient, wait_until, write_config
 from tests.services import Broker, free_port
 
@@ -96,3 +100,41 @@ def test_metrics_equal_what_was_applied_and_healthz_answers(broker: Broker, tmp_
         raise AssertionError("the endpoint outlived the daemon")
     except urllib.error.URLError:
         pass
+
+
+def test_a_stopped_daemon_leaves_its_metrics_port_and_poller_behind_it(
+    broker: Broker, tmp_path: Path
+) -> None:
+    # In-process, so the threads and sockets it leaves behind can be seen.
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE gauges (id INTEGER PRIMARY KEY, v INTEGER)")
+    engine.dispose()
+    port = free_port()
+    config = load_config(
+        write_config(
+            tmp_path,
+            broker.port,
+            url,
+            MAPPING,
+            dead_letter_queue="/queue/metered.DLQ",
+            extra=f'metrics: {{listen: "127.0.0.1:{port}"}}\n',
+        )
+    )
+    stopping = threading.Event()
+    runner = threading.Thread(target=daemon.run, args=(config, stopping))
+    runner.start()
+    try:
+        wait_until(lambda: bool(scrape(port)), 30, "the metrics endpoint")
+    finally:
+        stopping.set()
+        runner.join(30)
+    assert not runner.is_alive()
+    assert [t.name for t in threading.enumerate() if t.name == "queue-depths"] == []
+    with socket.socket() as again:  # closed, not just shut down: a restart binds it at once
+        # As the metrics server binds (SO_REUSEADDR: past the scrape's TIME_WAIT, but never
+        # beside a socket still listening).
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+        again.listen()

@@ -1,4 +1,4 @@
-"""Starting the apply side: appliers that cannot start are closed, whatever stopped them."""
+"""Starting and stopping the daemon's parts: what cannot start, or stops, leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from syncd.config import load_config
-from syncd.daemon import build_appliers
+from syncd.daemon import _MetricsEndpoint, _supervise, build_appliers
 from syncd.errors import ConfigError, TargetOutage
 from syncd.mapping import load_mappings
+from syncd.metrics import Metrics, serve
 
 
 def _free_port() -> int:
@@ -64,3 +65,38 @@ def test_appliers_that_fail_to_start_leave_no_thread_behind(
         with pytest.raises(error):
             build_appliers(config, mappings)
     assert _no_deadline_threads_within(5), _deadline_threads()
+
+
+def test_closing_the_metrics_endpoint_closes_its_socket_and_joins_its_poller() -> None:
+    stopping = threading.Event()
+    server = serve(f"127.0.0.1:{_free_port()}", Metrics(), lambda: (True, "ok"))
+    poller = threading.Thread(target=stopping.wait)
+    poller.start()
+    endpoint = _MetricsEndpoint(server, poller)
+    stopping.set()
+    endpoint.close()
+    assert server.socket.fileno() == -1  # closed, not only no longer served
+    assert not poller.is_alive()
+
+
+class _Notifier:
+    def stopping(self) -> None:
+        pass
+
+
+def test_when_several_parts_fail_the_daemon_dies_of_the_first_and_logs_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first_failed = threading.Event()
+
+    def first(stopping: threading.Event) -> None:
+        first_failed.set()
+        raise RuntimeError("capture crm: source gone")
+
+    def second(stopping: threading.Event) -> None:
+        first_failed.wait(5)
+        raise ValueError("apply loop: something else broke")
+
+    with pytest.raises(RuntimeError, match="source gone"):
+        _supervise({"a": first, "b": second}, threading.Event(), _Notifier())  # type: ignore[arg-type]
+    assert "something else broke" in caplog.text

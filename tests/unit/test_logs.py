@@ -1,7 +1,13 @@
 import json
 import logging
+import socket
 
-from syncd.logs import JsonFormatter, KeyValueFormatter
+import pytest
+
+from syncd.broker.connection import Listener, connect_first
+from syncd.config import DEFAULTS, BrokerConfig
+from syncd.errors import BrokerUnavailable
+from syncd.logs import JsonFormatter, KeyValueFormatter, setup_logging
 
 
 def record(message: str, context: dict[str, object] | None = None) -> logging.LogRecord:
@@ -30,3 +36,26 @@ def test_json_lines_carry_the_context_as_fields() -> None:
         3,
         "warning",
     )
+
+
+def test_stomp_py_does_not_repeat_a_failed_connect_that_syncd_reports(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once the probe closes
+    settings = {k: v for k, v in DEFAULTS["broker"].items() if k != "password_file"}
+    config = BrokerConfig(**{**settings, "hosts": (("127.0.0.1", port),), "connect_timeout_s": 1})
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        setup_logging("info", "text")
+        with pytest.raises(BrokerUnavailable):
+            connect_first(config, Listener, "test")
+        assert "could not connect" not in capsys.readouterr().err
+        setup_logging("debug", "text")  # ... but at debug level stomp.py's view is kept
+        with pytest.raises(BrokerUnavailable):
+            connect_first(config, Listener, "test")
+        assert "could not connect to host 127.0.0.1" in capsys.readouterr().err
+    finally:
+        root.handlers[:], root.level = handlers, level
