@@ -1,5 +1,5 @@
 """The `syncd` command: run, check, publish, status, dlq (list, show, replay, purge),
-capture (install, uninstall) and snapshot."""
+capture (install, uninstall), snapshot and mappings (test)."""
 
 from __future__ import annotations
 
@@ -151,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(command=_status)
     _add_dlq_commands(commands)
     _add_capture_commands(commands)
+    _add_mappings_commands(commands)
     snapshot = command(
         "snapshot",
         "Read a source's tables and publish every row as a snapshot event (op r, at position 0, "
@@ -290,6 +291,54 @@ def _add_capture_commands(commands: argparse._SubParsersAction[argparse.Argument
         help="outbox: drop it even though it holds changes not published yet (they are lost)",
     )
     uninstall.set_defaults(command=_capture_uninstall)
+
+
+MAPPINGS_EPILOG = """\
+actions: upsert, delete, soft-delete, ignore (a delete the mapping ignores), filtered (kept
+out by where: removed as on_delete says if it was in the target), no-mapping, dead-letter.
+The position guard is not consulted: an upsert applies if it is newer than the target's row.
+
+exit codes:
+  0  every event would be applied (or filtered, or ignored)
+  2  bad command line, config.yaml or mapping file, an unknown --mapping, an unreadable file
+  4  some event would be dead-lettered
+"""
+
+
+def _add_mappings_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    about = "Try mappings out before they go live."
+    actions = _command_group(commands, "mappings", about, MAPPINGS_EPILOG)
+    test = _subcommand(
+        actions,
+        "test",
+        "A dry run: for every event of a JSON-lines file, what each mapping would do with it "
+        "(upsert, delete, soft-delete, ignore, filtered, no-mapping, dead-letter) and the "
+        "target row it would write. Connects to nothing and writes nothing.",
+        MAPPINGS_EPILOG,
+    )
+    test.add_argument("file", help="JSON-lines file of change events, or - for standard input")
+    test.add_argument(
+        "--mapping", action="append", metavar="M", help="only mapping M (repeat for several)"
+    )
+    test.add_argument("--json", action="store_true", help="one JSON object per event and mapping")
+    test.set_defaults(command=_mappings_test)
+
+
+def _mappings_test(config: Config, args: argparse.Namespace) -> int:
+    from syncd import dryrun
+
+    mappings = load_mappings(config.mappings_dir, list(config.databases))
+    only = set(args.mapping) if args.mapping else None
+    unknown = sorted((only or set()) - {m.name for m in mappings})
+    if unknown:
+        names = ", ".join(m.name for m in mappings)
+        message = f"--mapping: no mapping named {', '.join(unknown)} (there are: {names})"
+        raise ConfigError([Problem(str(config.mappings_dir), None, message)])
+    with _open_input(args.file) as (_name, stream):
+        outcomes = dryrun.dry_run(stream, mappings, only)
+        write = dryrun.write_json if args.json else dryrun.write_table
+        dead = write(outcomes, sys.stdout)
+    return ExitCode.PARTIAL if dead else ExitCode.OK
 
 
 def _add_filter_options(parser: argparse.ArgumentParser) -> None:

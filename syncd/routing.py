@@ -48,27 +48,33 @@ class Router:
         return found
 
     def changes_for(self, event: ChangeEvent, ref: Any = None) -> list[Change]:
-        """Every change the event makes, across its mappings.
+        """Every change the event makes, across its mappings (in the order of the mappings)."""
+        changes: list[Change] = []
+        for mapping in self.mappings_for(event):
+            changes += self.changes_of(mapping, event, ref)
+        return changes
+
+    def changes_of(self, mapping: Mapping, event: ChangeEvent, ref: Any = None) -> list[Change]:
+        """The changes the event makes through one of its mappings.
 
         An update that changes the key also deletes the row under the old key, at the same
         position, so the old row does not linger in the target.
         """
         if event.op == "t":
-            return [self._truncate(mapping, event, ref) for mapping in self.mappings_for(event)]
-        changes = []
-        for mapping in self.mappings_for(event):
-            row = event.before if event.is_delete else event.after
-            assert row is not None  # decode_event guarantees the row an op needs
-            if _changes_key(mapping, event):
-                assert event.before is not None
-                moved = self._change(mapping, event, event.before, True, ref)
-                changes.append(moved)
-                change = self._change(mapping, event, row, False, ref)
-                change.moved_from = moved  # columns the event lacks come from the old row
-                changes.append(change)
-            else:
-                changes.append(self._change(mapping, event, row, event.is_delete, ref))
-        return changes
+            return [self._truncate(mapping, event, ref)]
+        row = event.before if event.is_delete else event.after
+        assert row is not None  # decode_event guarantees the row an op needs
+        # A row the filter keeps out leaves the target as a delete would (per on_delete): it
+        # may have been in it before this change. A delete passes as it is: deleting a row the
+        # filter kept out changes nothing, and its before-image may lack the columns.
+        delete = event.is_delete or not mapping.keeps(row)
+        if not _changes_key(mapping, event):
+            return [self._change(mapping, event, row, delete, ref)]
+        assert event.before is not None
+        moved = self._change(mapping, event, event.before, True, ref)
+        change = self._change(mapping, event, row, delete, ref)
+        change.moved_from = moved  # columns the event lacks come from the old row
+        return [moved, change]
 
     @staticmethod
     def _truncate(mapping: Mapping, event: ChangeEvent, ref: Any) -> Change:
@@ -78,7 +84,7 @@ class Router:
         self, mapping: Mapping, event: ChangeEvent, row: dict[str, Any], delete: bool, ref: Any
     ) -> Change:
         key = key_text(mapping.key_of(row))
-        target_row = mapping.to_target_row(row)
+        target_row = mapping.key_row(row) if delete else mapping.target_row(row, event)
         missing_key = [k for k in mapping.target_key if k not in target_row]
         if missing_key:
             raise MappingApplyError(

@@ -24,6 +24,7 @@ from syncd.apply import core, dialect
 from syncd.apply.classify import Failure
 from syncd.apply.core import Upsert, bindable
 from syncd.apply.deadline import Deadline
+from syncd.apply.fit import misfits
 from syncd.apply.plan import TABLE_KEY, Change, KeyAction, Verdict, plan_batch, position_guard
 from syncd.errors import PermanentApplyError, Problem, TargetOutage, TargetUnavailable
 from syncd.mapping import Mapping
@@ -183,9 +184,11 @@ class SqlApplier:
         if not inspector.has_table(name, schema=schema):
             problem(f"target table {where} does not exist; create it first")
             return None
-        columns = [c["name"] for c in inspector.get_columns(name, schema=schema)]
+        described = inspector.get_columns(name, schema=schema)
+        columns = [c["name"] for c in described]
         present = set(columns)
         wanted = [c.target for c in mapping.columns or ()] + list(mapping.target_key)
+        wanted += [c.target for c in mapping.set_columns]
         if mapping.on_delete.soft_column:
             wanted.append(mapping.on_delete.soft_column)
         missing = sorted({c for c in wanted if c not in present})
@@ -194,6 +197,8 @@ class SqlApplier:
                 f"{where} has no column {', '.join(missing)} (it has: {', '.join(columns)}); "
                 "fix the mapping's columns or add the column to the table"
             )
+        for misfit in misfits(mapping, {c["name"]: c["type"] for c in described}):
+            problem(f"{where}: {misfit}")
         if not self._has_unique_key(inspector, name, schema, set(mapping.target_key)):
             problem(
                 f"{where} has no primary key or unique index on ({', '.join(mapping.target_key)}); "

@@ -48,10 +48,10 @@ CUSTOMERS = mapping(
     "customers",
     target_table="dim_customer",
     columns=(
-        ColumnMap("id", "customer_id", None),
-        ColumnMap("name", "full_name", None),
-        ColumnMap("email", "email", "lower"),
-        ColumnMap("score", "score", None),
+        ColumnMap("id", "customer_id"),
+        ColumnMap("name", "full_name"),
+        ColumnMap("email", "email", ("lower",)),
+        ColumnMap("score", "score"),
     ),
 )
 ORDERS = mapping("orders", "orders", on_delete=OnDelete("soft", "deleted_at"))
@@ -211,9 +211,7 @@ def test_rejected_batch_commits_nothing(applier: SqlApplier) -> None:
 
 def test_missing_target_table_and_column_are_reported_before_running(target_url: str) -> None:
     broken = mapping("broken", "nowhere")
-    renamed = mapping(
-        "renamed", "orders", columns=(ColumnMap("id", "id", None), ColumnMap("x", "nope", None))
-    )
+    renamed = mapping("renamed", "orders", columns=(ColumnMap("id", "id"), ColumnMap("x", "nope")))
     engine = sa.create_engine(target_url)
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT)")

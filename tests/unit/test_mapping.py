@@ -9,6 +9,7 @@ import pytest
 
 from syncd.errors import ConfigError, MappingApplyError
 from syncd.mapping import TRANSFORMS, ColumnMap, Mapping, OnDelete, load_mappings
+from syncd.mapping.transforms import apply_transforms
 
 DATABASES = ("warehouse", "archive")
 
@@ -77,11 +78,11 @@ def test_good_mapping_round_trips_every_field(tmp_path: Path) -> None:
         target_table="dim_customer",
         key=("id",),
         columns=(
-            ColumnMap("id", "customer_id", None),
-            ColumnMap("name", "full_name", None),
-            ColumnMap("email", "email", "lower"),
-            ColumnMap("nick", "nick", "trim"),
-            ColumnMap("country", "country", None),
+            ColumnMap("id", "customer_id"),
+            ColumnMap("name", "full_name"),
+            ColumnMap("email", "email", ("lower",)),
+            ColumnMap("nick", "nick", ("trim",)),
+            ColumnMap("country", "country"),
         ),
         on_delete=OnDelete("delete"),
         file=str(tmp_path / "crm.yaml"),
@@ -204,17 +205,15 @@ def test_transform_of_a_non_string_names_the_mapping_column_and_type(tmp_path: P
         mapping.to_target_row({"id": 1, "email": 42})
 
     assert str(caught.value) == (
-        "mapping 'customers': column email: transform 'lower' needs text, found int"
+        "mapping 'customers': column email: transform 'lower' needs text, found the number 42"
     )
 
 
 def test_transforms_pass_null_through_unchanged() -> None:
-    assert {name: transform(None) for name, transform in TRANSFORMS.items()} == {
-        "lower": None,
-        "trim": None,
-        "upper": None,
+    assert {name: apply_transforms([name], None) for name in TRANSFORMS} == {
+        name: None for name in ("lower", "upper", "trim", "sha256", "mask", "nullif_empty")
     }
-    assert TRANSFORMS["upper"]("ab") == "AB"
+    assert apply_transforms(["upper"], "ab") == "AB"
 
 
 # --- file and directory problems ------------------------------------------------------------------
@@ -318,7 +317,7 @@ def test_unknown_item_key_suggests_the_close_name(tmp_path: Path) -> None:
 
     assert found == [
         "crm.yaml:6: mapping 'customers': colums: unknown key; did you mean 'columns'? "
-        "(allowed: name, source, target, key, columns, on_delete)"
+        "(allowed: name, source, target, key, columns, on_delete, where, exclude, set)"
     ]
 
 
@@ -441,7 +440,7 @@ def test_unknown_transform_suggests_the_close_name(tmp_path: Path) -> None:
 
     assert problems(tmp_path, ("crm.yaml", item(body))) == [
         "crm.yaml:8: mapping 'customers': columns.email.transform: unknown transform 'lowr'; "
-        "did you mean 'lower'? (known: lower, trim, upper)"
+        "did you mean 'lower'? (known: lower, mask, nullif_empty, sha256, trim, upper)"
     ]
 
 
@@ -450,7 +449,7 @@ def test_unknown_column_spec_key_suggests_the_close_name(tmp_path: Path) -> None
 
     assert problems(tmp_path, ("crm.yaml", item(body))) == [
         "crm.yaml:8: mapping 'customers': columns.email.colum: unknown key; "
-        "did you mean 'column'? (allowed: column, transform)"
+        "did you mean 'column'? (allowed: column, transform, type)"
     ]
 
 
@@ -459,7 +458,7 @@ def test_column_entry_of_the_wrong_type_says_what_to_write(tmp_path: Path) -> No
 
     assert problems(tmp_path, ("crm.yaml", item(body))) == [
         "crm.yaml:8: mapping 'customers': columns.email: expected a target column name or "
-        "{column: NAME, transform: lower | trim | upper}, found a list"
+        "{column: NAME, transform: T or [T, …], type: TYPE}, found a list"
     ]
 
 

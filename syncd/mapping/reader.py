@@ -1,134 +1,22 @@
-"""Mappings: which source table feeds which target table, and how a row is renamed on the way.
+"""Reading ``mappings/*.yaml``: every mistake reported at once, with file, line and a fix.
 
-Data teams write them in ``mappings/*.yaml``::
-
-    mappings:
-      - name: customers
-        source: {system: crm, table: public.customers}
-        target: {database: warehouse, table: dim_customer}
-        key: [id]
-        columns:                       # omitted: every column, same names
-          id: customer_id
-          email: {column: email, transform: lower}
-        on_delete: delete              # delete | ignore | {soft: deleted_at}
-
-:func:`load_mappings` reads every file and reports every mistake at once, each with its file,
-line and what to write instead, before anything runs. A :class:`Mapping` then turns source rows
-into target rows (:meth:`Mapping.to_target_row`) for the appliers.
+:func:`load_mappings` reads every file and reports every problem together, each naming its
+file, line and what to write instead (for a ``where`` that does not parse, also the position
+in it), before anything runs.
 """
 
 from __future__ import annotations
 
-import collections.abc as abc
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from syncd.errors import ConfigError, MappingApplyError, Problem
+from syncd.errors import ConfigError, Problem
+from syncd.mapping.casts import CASTS
+from syncd.mapping.model import METADATA, ColumnMap, Mapping, OnDelete, SetColumn
+from syncd.mapping.transforms import TRANSFORMS
+from syncd.mapping.where import Where, WhereSyntaxError, parse_where
 from syncd.yamlfile import Node, did_you_mean, parse_yaml, unknown_key
-
-Row = abc.Mapping[str, Any]
-
-
-def _on_text(name: str, change: Callable[[str], str]) -> Callable[[Any], Any]:
-    def transform(value: Any) -> Any:
-        if value is None:
-            return None  # a NULL stays NULL whatever the transform
-        if not isinstance(value, str):
-            raise MappingApplyError(f"transform '{name}' needs text, found {type(value).__name__}")
-        return change(value)
-
-    return transform
-
-
-TRANSFORMS: dict[str, Callable[[Any], Any]] = {
-    "lower": _on_text("lower", str.lower),
-    "trim": _on_text("trim", str.strip),
-    "upper": _on_text("upper", str.upper),
-}
-
-
-@dataclass(frozen=True)
-class ColumnMap:
-    source: str
-    target: str
-    transform: str | None  # a key of TRANSFORMS
-
-
-@dataclass(frozen=True)
-class OnDelete:
-    action: Literal["delete", "ignore", "soft"]
-    soft_column: str | None = None  # set (for "soft") instead of deleting the row
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """One source table feeding one target table."""
-
-    name: str
-    source_system: str
-    source_table: str  # as written: "public.customers" or "customers"
-    target_database: str
-    target_table: str  # as written, may be "schema.table"
-    key: tuple[str, ...]  # source column names
-    columns: tuple[ColumnMap, ...] | None  # None: every source column, same name, no transform
-    on_delete: OnDelete
-    file: str  # path as given, for messages
-    line: int  # line of the mapping's "- name:" item
-
-    @cached_property
-    def target_key(self) -> tuple[str, ...]:
-        """The key columns as they are named in the target table."""
-        if self.columns is None:
-            return self.key
-        renamed = {c.source: c.target for c in self.columns}
-        return tuple(renamed.get(column, column) for column in self.key)
-
-    def matches(self, schema: str | None, table: str) -> bool:
-        """Whether an event from ``schema.table`` is for this mapping.
-
-        A mapping written as "public.customers" takes only schema "public" (an event without a
-        schema does not match it); one written as "customers" takes table customers of any schema.
-        """
-        wanted_schema, _, wanted_table = self.source_table.rpartition(".")
-        return wanted_table == table and (not wanted_schema or wanted_schema == schema)
-
-    def key_of(self, row: Row) -> tuple[Any, ...]:
-        """The source key values of ``row``, in ``key`` order."""
-        values = tuple([row.get(column) for column in self.key])
-        if None in values:
-            missing = [column for column in self.key if row.get(column) is None]
-            raise MappingApplyError(
-                f"mapping '{self.name}': the row has no value for key column(s) "
-                f"{', '.join(missing)}"
-            )
-        return values
-
-    def to_target_row(self, row: Row) -> dict[str, Any]:
-        """``row`` renamed and transformed for the target table.
-
-        With ``columns`` given, only the listed source columns that ``row`` has are carried over:
-        a partial row (an update that sends only what changed) stays partial.
-        """
-        if self.columns is None:
-            return dict(row)
-        target: dict[str, Any] = {}
-        for column in self.columns:
-            if column.source in row:
-                target[column.target] = self._transformed(column, row[column.source])
-        return target
-
-    def _transformed(self, column: ColumnMap, value: Any) -> Any:
-        if column.transform is None:
-            return value
-        try:
-            return TRANSFORMS[column.transform](value)
-        except MappingApplyError as exc:
-            raise MappingApplyError(
-                f"mapping '{self.name}': column {column.source}: {exc}"
-            ) from exc
 
 
 def load_mappings(directory: Path, databases: Collection[str]) -> list[Mapping]:
@@ -193,10 +81,12 @@ def _duplicate_names(names: list[tuple[str, str, int]]) -> list[Problem]:
     return problems
 
 
-MAPPING_KEYS = ("name", "source", "target", "key", "columns", "on_delete")
+MAPPING_KEYS = (
+    "name", "source", "target", "key", "columns", "on_delete", "where", "exclude", "set",
+)  # fmt: skip
 SOURCE_KEYS = ("system", "table")
 TARGET_KEYS = ("database", "table")
-COLUMN_KEYS = ("column", "transform")
+COLUMN_KEYS = ("column", "transform", "type")
 ON_DELETE = "delete, ignore or {soft: COLUMN}"
 EXAMPLE = (
     "{name: customers, source: {system: crm, table: public.customers}, "
@@ -309,6 +199,9 @@ class _ItemReader:
         key = self.key(fields, line)
         columns = self.columns(fields.get("columns"), key)
         on_delete = self.on_delete(fields.get("on_delete"), key, columns)
+        where = self.where(fields.get("where"))
+        exclude = self.exclude(fields.get("exclude"), key, columns)
+        set_columns = self.set_columns(fields.get("set"), key, columns, on_delete)
         if system is None or source_table is None or database is None:
             return None
         if target_table is None or key is None:
@@ -324,6 +217,9 @@ class _ItemReader:
             on_delete=on_delete,
             file=self.file.file,
             line=line,
+            where=where,
+            exclude=exclude,
+            set_columns=set_columns,
         )
 
     def check_keys(self, entries: dict[str, Node], path: str, allowed: tuple[str, ...]) -> None:
@@ -448,15 +344,15 @@ class _ItemReader:
     def column(self, source: str, node: Node) -> ColumnMap:
         """One ``source: target`` entry; a wrong one is reported and read as "same name"."""
         path = f"columns.{source}"
-        expected = f"a target column name or {{column: NAME, transform: {' | '.join(TRANSFORMS)}}}"
+        expected = "a target column name or {column: NAME, transform: T or [T, …], type: TYPE}"
         if node.value is None:
-            return ColumnMap(source, source, None)  # `email:` keeps the name
+            return ColumnMap(source, source)  # `email:` keeps the name
         if isinstance(node.value, str) and node.value.strip():
-            return ColumnMap(source, node.value, None)
+            return ColumnMap(source, node.value)
         spec = node.mapping
         if spec is None:
             self.problem(node.line, path, f"expected {expected}, found {node.describe()}")
-            return ColumnMap(source, source, None)
+            return ColumnMap(source, source)
         self.check_keys(spec, path, COLUMN_KEYS)
         target = spec.get("column")
         if target is not None and (not isinstance(target.value, str) or not target.value.strip()):
@@ -467,21 +363,153 @@ class _ItemReader:
             )
             target = None
         name = target.value if target is not None and isinstance(target.value, str) else source
-        return ColumnMap(source, name, self.transform(spec.get("transform"), path))
+        transforms = self.transforms(spec.get("transform"), path)
+        return ColumnMap(source, name, transforms, self.cast(spec.get("type"), path))
 
-    def transform(self, node: Node | None, path: str) -> str | None:
+    def transforms(self, node: Node | None, path: str) -> tuple[str, ...]:
+        """``transform: NAME`` or ``transform: [NAME, …]`` (applied in that order)."""
+        if node is None or node.value is None:
+            return ()
+        items = node.sequence if node.sequence is not None else [node]
+        known = sorted(TRANSFORMS)
+        names: list[str] = []
+        for item in items:
+            if isinstance(item.value, str) and item.value in TRANSFORMS:
+                names.append(item.value)
+                continue
+            hint = did_you_mean(item.value, known) if isinstance(item.value, str) else ""
+            self.problem(
+                item.line,
+                f"{path}.transform",
+                f"unknown transform {item.describe()}{hint} (known: {', '.join(known)})",
+            )
+        return tuple(names)
+
+    def cast(self, node: Node | None, path: str) -> str | None:
         if node is None or node.value is None:
             return None
-        known = sorted(TRANSFORMS)
-        if isinstance(node.value, str) and node.value in TRANSFORMS:
+        if isinstance(node.value, str) and node.value in CASTS:
             return node.value
+        known = list(CASTS)
         hint = did_you_mean(node.value, known) if isinstance(node.value, str) else ""
         self.problem(
             node.line,
-            f"{path}.transform",
-            f"unknown transform {node.describe()}{hint} (known: {', '.join(known)})",
+            f"{path}.type",
+            f"unknown type {node.describe()}{hint} (known: {', '.join(known)})",
         )
         return None
+
+    def where(self, node: Node | None) -> Where | None:
+        if node is None or node.value is None:
+            return None
+        if not isinstance(node.value, str) or not node.value.strip():
+            self.problem(
+                node.line,
+                "where",
+                "expected a filter such as \"country in ('DE', 'FR') and status <> 'closed'\", "
+                f"found {node.describe()}",
+            )
+            return None
+        try:
+            return parse_where(node.value)
+        except WhereSyntaxError as exc:
+            shown = node.value if len(node.value) <= 80 else node.value[:77] + "..."
+            self.problem(
+                node.line,
+                "where",
+                f"at character {exc.column} of {shown!r}: {exc}",
+            )
+            return None
+
+    def exclude(
+        self, node: Node | None, key: tuple[str, ...] | None, columns: tuple[ColumnMap, ...] | None
+    ) -> frozenset[str]:
+        if node is None or node.value is None:
+            return frozenset()
+        if columns is not None:
+            self.problem(
+                node.line,
+                "exclude",
+                "goes with 'columns' left out (every column but these); with 'columns' "
+                "given, leave the unwanted columns out of it instead",
+            )
+            return frozenset()
+        items = node.sequence if node.sequence is not None else [node]
+        names: set[str] = set()
+        for item in items:
+            if not isinstance(item.value, str) or not item.value.strip():
+                self.problem(
+                    item.line, "exclude", f"expected a column name, found {item.describe()}"
+                )
+            elif item.value in (key or ()):
+                self.problem(
+                    item.line,
+                    "exclude",
+                    f"'{item.value}' is a key column: the target needs it; remove it here",
+                )
+            else:
+                names.add(item.value)
+        return frozenset(names)
+
+    def set_columns(
+        self,
+        node: Node | None,
+        key: tuple[str, ...] | None,
+        columns: tuple[ColumnMap, ...] | None,
+        on_delete: OnDelete,
+    ) -> tuple[SetColumn, ...]:
+        if node is None or node.value is None:
+            return ()
+        entries = node.mapping
+        if not entries:
+            self.problem(
+                node.line,
+                "set",
+                "expected target columns and their values, such as {region: EU, "
+                f"synced_from: {{from: source_table}}}}, found {node.describe()}",
+            )
+            return ()
+        renamed = {c.source: c.target for c in columns or ()}
+        taken = {renamed.get(k, k): "a key column" for k in key or ()}
+        taken.update({c.target: f"fed by columns.{c.source}" for c in columns or ()})
+        if on_delete.soft_column:
+            taken[on_delete.soft_column] = "the soft-delete column"
+        found: list[SetColumn] = []
+        for target, entry in entries.items():
+            if target in taken:
+                self.problem(
+                    entry.line,
+                    f"set.{target}",
+                    f"'{target}' is {taken[target]}; set a column nothing else writes",
+                )
+                continue
+            column = self.set_column(target, entry)
+            if column is not None:
+                found.append(column)
+        return tuple(found)
+
+    def set_column(self, target: str, node: Node) -> SetColumn | None:
+        path = f"set.{target}"
+        spec = node.mapping
+        if spec is None:
+            if node.sequence is not None:
+                self.problem(node.line, path, f"expected a constant, found {node.describe()}")
+                return None
+            return SetColumn(target, constant=_constant(node.value))
+        self.check_keys(spec, path, ("from",))
+        source = spec.get("from")
+        known = list(METADATA)
+        if source is None or not isinstance(source.value, str) or source.value not in METADATA:
+            value = source.value if source is not None else None
+            hint = did_you_mean(value, known) if isinstance(value, str) else ""
+            found = source.describe() if source is not None else "nothing"
+            self.problem(
+                (source or node).line,
+                f"{path}.from",
+                f"expected one of {', '.join(known)}{hint}, found {found}",
+            )
+            return None
+        return SetColumn(target, metadata=source.value)
 
     def check_targets(self, columns: tuple[ColumnMap, ...], entries: dict[str, Node]) -> None:
         fed_by: dict[str, str] = {}
@@ -551,3 +579,8 @@ class _ItemReader:
                     f"of columns.{column.source}; choose a column no source column "
                     "feeds, such as deleted_at",
                 )
+
+
+def _constant(value: Any) -> Any:
+    """A ``set:`` constant as YAML gives it (text, a number, true/false, null)."""
+    return value
