@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.database_tls import SecurePostgres, start_secure_postgres
 from tests.services import Broker, PostgresCluster, mariadb_database
 
 _databases = itertools.count(1)
@@ -44,6 +45,16 @@ def postgres(services_dir: Path) -> Iterator[PostgresCluster]:
     cluster = PostgresCluster.start(services_dir / "postgres")
     yield cluster
     cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def secure_postgres(services_dir: Path) -> Iterator[SecurePostgres]:
+    """A second cluster, serving TLS, with password roles (tests/database_tls.py)."""
+    if os.environ.get("SYNCD_TEST_POSTGRES_URL"):
+        pytest.fail("the TLS and password tests need a cluster of their own: unset it")
+    secure = start_secure_postgres(services_dir / "secure")
+    yield secure
+    secure.cluster.destroy()
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
