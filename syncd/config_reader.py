@@ -296,6 +296,9 @@ def url_with_secret(
         )
     if password is not None:
         url = url.set(password=password)
+    pitfall = _tls_pitfall(url)
+    if pitfall is not None:
+        r.problem(r.line_of(entries, "url"), f"{path}.url", pitfall)
     return _absolute_tls_files(_absolute_sqlite(url, r.base_dir), r.base_dir)
 
 
@@ -330,6 +333,26 @@ def _absolute_tls_files(url: URL, base_dir: Path) -> URL:
         if key in TLS_FILE_KEYS and isinstance(value, str) and value and value not in _NOT_A_FILE
     }
     return url.update_query_dict(anchored) if anchored else url
+
+
+def _tls_pitfall(url: URL) -> str | None:
+    """What is wrong with a URL whose TLS settings would not do what they say, if anything.
+
+    SQLAlchemy hands PyMySQL ``ssl_ca``/``ssl_cert``/``ssl_key`` as its ``ssl`` settings, but
+    ``ssl_verify_cert``/``ssl_verify_identity`` as keywords of their own, and PyMySQL lets those
+    keywords replace the ``ssl`` settings: the CA is dropped and no host name is checked.
+    """
+    if url.get_backend_name() not in ("mysql", "mariadb"):
+        return None
+    overriding = sorted(
+        key for key in url.query if key in ("ssl_verify_cert", "ssl_verify_identity")
+    )
+    if not overriding:
+        return None
+    return (
+        f"{' and '.join(overriding)} would make PyMySQL ignore ssl_ca and check no host name; "
+        "remove it: ssl_ca=/etc/syncd/tls/ca.pem alone verifies the certificate and the host name"
+    )
 
 
 def display_url(url: URL) -> str:
