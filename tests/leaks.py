@@ -56,6 +56,7 @@ class Setup:
     source_password: str = SOURCE_PASSWORD
     secrets_in_files: bool = False
     log_format: str = "text"
+    source_capture: str = "logical"
     extra: str = ""
 
     def write(self) -> Path:
@@ -79,7 +80,7 @@ class Setup:
             sections.append(self._secret("warehouse", self.target_password, "    "))
         if self.source_url is not None:
             sections += ["sources:", "  crm:", f"    url: {json.dumps(self.source_url)}"]
-            sections += ["    capture: logical", "    tables: [public.customers]"]
+            sections += [f"    capture: {self.source_capture}", "    tables: [public.customers]"]
             sections.append(self._secret("crm", self.source_password, "    "))
         config = self.directory / "config.yaml"
         config.write_text("\n".join(sections) + "\n" + self.extra)
@@ -113,7 +114,7 @@ def daemon_without_leaks(
     waits_for: str,
     *args: str,
     metrics: bool = False,
-    while_running: Callable[[], None] = lambda: None,
+    while_running: Callable[[Daemon], None] = lambda daemon: None,
 ) -> str:
     """Start ``syncd run``, wait until its log says ``waits_for``, call ``while_running``,
     stop it; grep everything. With ``metrics`` the Prometheus page and /healthz are grepped too.
@@ -125,7 +126,7 @@ def daemon_without_leaks(
     scraped = []
     try:
         wait_until(lambda: waits_for in daemon.log() or not daemon.running, 60, waits_for)
-        while_running()
+        while_running(daemon)
         if metrics:
             for page in ("metrics", "healthz"):
                 scraped.append(_fetch(f"http://127.0.0.1:{port}/{page}"))

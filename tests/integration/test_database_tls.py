@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.database_tls import TLS_PASSWORD, SecurePostgres
-from tests.harness import wait_until
+from tests.harness import Daemon, wait_until
 from tests.leaks import CUSTOMERS, QUICK, Setup, daemon_without_leaks, syncd_without_leaks
 from tests.services import Broker, free_port
 
@@ -72,7 +72,7 @@ def test_a_change_travels_from_source_to_target_over_tls(
     source = sa.engine.make_url(secure_postgres.cluster.url(_database(tls_setup.source_url)))
     target = sa.engine.make_url(secure_postgres.cluster.url(_database(tls_setup.target_url)))
 
-    def one_change_travels() -> None:
+    def one_change_travels(_daemon: Daemon) -> None:
         with sa.create_engine(source).begin() as conn:
             conn.exec_driver_sql("INSERT INTO public.customers VALUES (7, 'Ana')")
         engine = sa.create_engine(target)

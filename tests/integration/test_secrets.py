@@ -11,6 +11,7 @@ is one more call to either.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.database_tls import WRONG_PASSWORD, SecurePostgres
-from tests.harness import wait_until
+from tests.harness import Daemon, wait_until
 from tests.leaks import (
     BROKER_MARK,
     CUSTOMERS,
@@ -184,6 +185,36 @@ def test_run_capture_with_a_wrong_source_password(setup: Setup, crm: str) -> Non
     daemon_without_leaks(wrong, "password authentication failed", "--only", "capture")
 
 
+def test_outbox_capture_with_a_wrong_source_password(setup: Setup, crm: str) -> None:
+    wrong = Setup(
+        **{
+            **setup.__dict__,
+            "source_url": crm,
+            "source_password": WRONG_PASSWORD,
+            "source_capture": "outbox",
+        }
+    )
+    output = syncd_without_leaks(wrong, "capture", "install", exit_code=3)
+    assert "password authentication failed" in output
+    daemon_without_leaks(wrong, "password authentication failed", "--only", "capture")
+
+
+def test_a_reload_to_a_wrong_password_says_so_without_it(setup: Setup, warehouse: str) -> None:
+    right = Setup(**{**setup.__dict__, "target_url": warehouse})
+    wrong = Setup(**{**right.__dict__, "target_password": WRONG_PASSWORD})
+
+    def reload_with_the_wrong_password(daemon: Daemon) -> None:
+        wrong.write()
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload failed" in daemon.log(), 30, "the reload to fail")
+
+    log = daemon_without_leaks(
+        right, "syncd applying", while_running=reload_with_the_wrong_password
+    )
+    assert "password authentication failed" in log
+
+
 def test_run_with_every_secret_right_logs_none_at_debug_level(
     setup: Setup, warehouse: str, crm: str, secure_postgres: SecurePostgres
 ) -> None:
@@ -193,7 +224,7 @@ def test_run_with_every_secret_right_logs_none_at_debug_level(
     source = sa.engine.make_url(crm).set(username="postgres", query={})
     target = sa.engine.make_url(warehouse).set(username="postgres", query={})
 
-    def one_change_travels() -> None:
+    def one_change_travels(_daemon: Daemon) -> None:
         with sa.create_engine(source).begin() as conn:
             conn.exec_driver_sql("INSERT INTO public.customers VALUES (1, 'Ana')")
         engine = sa.create_engine(target)
