@@ -351,7 +351,8 @@ def _tls_pitfall(url: URL) -> str | None:
         return None
     return (
         f"{' and '.join(overriding)} would make PyMySQL ignore ssl_ca and check no host name; "
-        "remove it: ssl_ca=/etc/syncd/tls/ca.pem alone verifies the certificate and the host name"
+        f"remove {'them' if len(overriding) > 1 else 'it'}: ssl_ca=/etc/syncd/tls/ca.pem alone "
+        "verifies the certificate and the host name"
     )
 
 
