@@ -6,13 +6,17 @@ tests/integration/test_database_tls.py; these need no server.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
+import pymysql
 import pytest
+import sqlalchemy as sa
 
 from syncd.apply.sql import SqlApplier
 from syncd.config import load_config
 from syncd.errors import ConfigError, PermanentApplyError
+from tests.database_tls import make_authority
 
 
 def problems_of(tmp_path: Path, url: str) -> list[str]:
@@ -60,3 +64,33 @@ def test_pymysql_refusing_the_urls_settings_is_a_permanent_error(query: str, sai
     finally:
         applier.close()
     assert said in str(caught.value)
+
+
+def pymysql_context(url: str) -> ssl.SSLContext:
+    """The SSLContext PyMySQL would connect with, for a URL as SQLAlchemy hands it over."""
+    engine = sa.create_engine(url)
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    connection = pymysql.connections.Connection(*cargs, defer_connect=True, **cparams)
+    context: ssl.SSLContext = connection.ctx
+    return context
+
+
+def trusts(context: ssl.SSLContext, authority: str) -> bool:
+    return any(
+        dict(entry[0] for entry in cert["subject"]).get("commonName") == authority
+        for cert in context.get_ca_certs()
+    )
+
+
+def test_ssl_ca_alone_verifies_the_certificate_and_the_host_name(tmp_path: Path) -> None:
+    """What README promises for ``?ssl_ca=…``, and why syncd refuses ``ssl_verify_identity``:
+    measured on PyMySQL's own SSLContext."""
+    authority = make_authority(tmp_path, "db-ca")
+    url = f"mysql+pymysql://syncd:pw@db/w?ssl_ca={authority.cert_file}"
+
+    alone = pymysql_context(url)
+    assert alone.verify_mode == ssl.CERT_REQUIRED and alone.check_hostname
+    assert trusts(alone, "db-ca")
+
+    overridden = pymysql_context(url + "&ssl_verify_identity=true")
+    assert not overridden.check_hostname and not trusts(overridden, "db-ca")
