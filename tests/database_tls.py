@@ -7,13 +7,24 @@ tests that ask for it, so the main cluster's start stays as fast as it was.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy
 
-from tests.services import LOCALHOST, PostgresCluster, ServerCertificate
+from tests.services import (
+    LOCALHOST,
+    PostgresCluster,
+    ServerCertificate,
+    free_port,
+    log_tail,
+    wait_for,
+)
 
 # Distinctive secrets. Each starts with a mark that the leak test greps every output for: the
 # mark survives URL-encoding, the characters after it (which need escaping in a URL) do not.
@@ -111,12 +122,24 @@ class SecurePostgres:
         return url.set(username=role, query=query).render_as_string(hide_password=False)
 
 
-def start_secure_postgres(workdir: Path) -> SecurePostgres:
-    pki = workdir / "pki"
-    authority = make_authority(pki, "syncd-test-ca")
-    stranger = make_authority(pki, "stranger-ca")
-    certificate = make_server_certificate(pki, authority)
-    cluster = PostgresCluster.start(workdir / "postgres", tls=certificate, hba=HBA)
+@dataclass(frozen=True)
+class DatabasePki:
+    """The test CA, the server certificate it signed (for 127.0.0.1 and localhost), and a CA
+    that signed nothing the servers serve."""
+
+    authority: Authority
+    stranger: Authority
+    server: ServerCertificate
+
+
+def make_pki(directory: Path) -> DatabasePki:
+    authority = make_authority(directory, "syncd-test-ca")
+    stranger = make_authority(directory, "stranger-ca")
+    return DatabasePki(authority, stranger, make_server_certificate(directory, authority))
+
+
+def start_secure_postgres(workdir: Path, pki: DatabasePki) -> SecurePostgres:
+    cluster = PostgresCluster.start(workdir / "postgres", tls=pki.server, hba=HBA)
     engine = sqlalchemy.create_engine(cluster.url("postgres"), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
@@ -127,4 +150,95 @@ def start_secure_postgres(workdir: Path) -> SecurePostgres:
                 )
     finally:
         engine.dispose()
-    return SecurePostgres(cluster, authority, stranger)
+    return SecurePostgres(cluster, pki.authority, pki.stranger)
+
+
+# ------------------------------------------------------------------------------- MariaDB
+
+MARIADB_BIN = Path("/usr/sbin/mariadbd")
+MARIADB_INSTALL = Path("/usr/bin/mariadb-install-db")
+
+
+@dataclass(frozen=True)
+class TlsMariaDB:
+    """A private MariaDB server that serves TLS, on a port of its own; root (no password) over
+    its socket.
+
+    The shared server on 3306 is the other tests' and speaks no TLS: this one is started and
+    stopped by the harness alone.
+    """
+
+    directory: Path
+    port: int
+
+    @property
+    def socket(self) -> Path:
+        return self.directory / "mysql.sock"
+
+    def admin(self) -> sqlalchemy.Engine:
+        return sqlalchemy.create_engine(
+            f"mysql+pymysql://root@localhost/mysql?unix_socket={self.socket}",
+            isolation_level="AUTOCOMMIT",
+        )
+
+    def url(self, user: str, database: str) -> str:
+        return f"mysql+pymysql://{user}@{LOCALHOST}:{self.port}/{database}"
+
+    def stop(self) -> None:
+        pid_file = self.directory / "mariadbd.pid"
+        if not pid_file.is_file():
+            return
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, what="the TLS MariaDB to stop")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_tls_mariadb(certificate: ServerCertificate) -> TlsMariaDB:
+    """mariadb-install-db a fresh data directory under /tmp (the mysql user must reach it) and
+    start mariadbd with TLS on a free port."""
+    for tool in (MARIADB_BIN, MARIADB_INSTALL):
+        if not tool.is_file():
+            raise RuntimeError(
+                f"{tool} not found: install mariadb-server (scripts/install-system-deps)"
+            )
+    directory = Path(tempfile.mkdtemp(prefix="syncd-mariadb-", dir="/tmp"))
+    directory.chmod(0o755)
+    for source, name in (
+        (certificate.cert_file, "server.pem"),
+        (certificate.key_file, "server.key"),
+    ):
+        shutil.copyfile(source, directory / name)
+    as_mysql = ["runuser", "-u", "mysql", "--"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "mysql:mysql", str(directory)], check=True)
+    data = directory / "data"
+    installed = subprocess.run(
+        [*as_mysql, str(MARIADB_INSTALL), "--no-defaults", f"--datadir={data}",
+         "--auth-root-authentication-method=normal", "--skip-test-db"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if installed.returncode != 0:
+        raise RuntimeError(f"mariadb-install-db failed:\n{installed.stdout}{installed.stderr}")
+    server = TlsMariaDB(directory, free_port())
+    subprocess.Popen(
+        [*as_mysql, str(MARIADB_BIN), "--no-defaults", f"--datadir={data}",
+         f"--port={server.port}", f"--bind-address={LOCALHOST}", f"--socket={server.socket}",
+         f"--pid-file={directory / 'mariadbd.pid'}", f"--log-error={directory / 'error.log'}",
+         "--skip-log-bin", "--innodb-buffer-pool-size=16M",
+         f"--ssl-cert={directory / 'server.pem'}", f"--ssl-key={directory / 'server.key'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+    def ready() -> bool:
+        return "ready for connections" in _text(directory / "error.log")
+
+    try:
+        wait_for(ready, 60, what="the TLS MariaDB to accept connections")
+    except AssertionError as error:
+        raise RuntimeError(f"{error}\n{log_tail(directory / 'error.log')}") from None
+    return server
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.is_file() else ""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.database_tls import TLS_PASSWORD, SecurePostgres
+from tests.database_tls import TLS_PASSWORD, DatabasePki, SecurePostgres, TlsMariaDB
 from tests.harness import Daemon, wait_until
 from tests.leaks import CUSTOMERS, QUICK, Setup, daemon_without_leaks, syncd_without_leaks
 from tests.services import Broker, free_port
@@ -116,4 +116,43 @@ def test_a_ca_that_did_not_sign_the_server_fails_verification(
     only_source = Setup(**{**tls_setup.__dict__, "target_url": None})
     output = syncd_without_leaks(only_source, "check", exit_code=3)
     assert "source crm (postgresql+psycopg2://syncd_tls:***@127.0.0.1" in output
+    assert "certificate verify failed" in output
+
+
+# --- MariaDB (PyMySQL) ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mariadb_setup(tmp_path: Path, broker: Broker, tls_mariadb: TlsMariaDB,
+                  database_pki: DatabasePki) -> Setup:  # fmt: skip
+    """A target for a user that the server lets in over TLS only; the CA in tls/ca.pem."""
+    database = f"warehouse_{free_port()}"
+    with tls_mariadb.admin().connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {database}")
+        conn.exec_driver_sql(f"CREATE TABLE {database}.{CUSTOMERS.split(' ', 2)[2]}")
+        conn.exec_driver_sql(
+            "CREATE USER IF NOT EXISTS syncd_tls IDENTIFIED BY %s REQUIRE SSL", (TLS_PASSWORD,)
+        )
+        conn.exec_driver_sql(f"GRANT ALL ON {database}.* TO syncd_tls")
+    (tmp_path / "tls").mkdir()
+    shutil.copyfile(database_pki.authority.cert_file, tmp_path / "tls" / "ca.pem")
+    return Setup(
+        tmp_path,
+        broker.port,
+        tls_mariadb.url("syncd_tls", database) + "?ssl_ca=tls/ca.pem",
+        target_password=TLS_PASSWORD,
+        secrets_in_files=True,
+    )
+
+
+def test_mariadb_target_over_verified_tls_with_ssl_ca(mariadb_setup: Setup) -> None:
+    output = syncd_without_leaks(mariadb_setup, "check", exit_code=0)
+    assert "OK (1 mappings, checked against their target tables)" in output
+
+
+def test_mariadb_with_a_ca_that_did_not_sign_the_server(
+    mariadb_setup: Setup, database_pki: DatabasePki
+) -> None:
+    shutil.copyfile(database_pki.stranger.cert_file, mariadb_setup.directory / "tls" / "ca.pem")
+    output = syncd_without_leaks(mariadb_setup, "check", exit_code=3)
     assert "certificate verify failed" in output
