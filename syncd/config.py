@@ -22,6 +22,7 @@ from syncd.config_reader import (
     Invalid,
     Reader,
     Rule,
+    display_url,
     nonempty_text,
     positive_seconds,
     queue_destination,
@@ -103,7 +104,7 @@ class DatabaseConfig:
     @property
     def display_url(self) -> str:
         """The URL with its password masked, for logs and messages."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        return display_url(make_url(self.url))
 
 
 @dataclass(frozen=True)

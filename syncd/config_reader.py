@@ -126,7 +126,8 @@ def database_url(value: object, from_env: bool) -> URL:
         raise Invalid(expected)
     try:
         return make_url(value)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
+        # ValueError: a port that is not a number. Neither is echoed: the URL may hold a password.
         raise Invalid(expected) from None
 
 
@@ -295,7 +296,10 @@ def url_with_secret(
         )
     if password is not None:
         url = url.set(password=password)
-    return _absolute_sqlite(url, r.base_dir)
+    pitfall = _tls_pitfall(url)
+    if pitfall is not None:
+        r.problem(r.line_of(entries, "url"), f"{path}.url", pitfall)
+    return _absolute_tls_files(_absolute_sqlite(url, r.base_dir), r.base_dir)
 
 
 def _absolute_sqlite(url: URL, base_dir: Path) -> URL:
@@ -307,6 +311,62 @@ def _absolute_sqlite(url: URL, base_dir: Path) -> URL:
         return url  # a SQLite URI filename: left as written
     file = Path(database).expanduser()
     return url if file.is_absolute() else url.set(database=str(base_dir / file))
+
+
+# The URL query's file settings for TLS: libpq's (PostgreSQL) and PyMySQL's. A relative one is
+# anchored to the config's directory like every other path in the file; libpq alone would read
+# it from wherever syncd was started (and from two places, for capture's two connections).
+TLS_FILE_KEYS = frozenset(
+    {"sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcrldir", "ssl_ca", "ssl_cert", "ssl_key"}
+)
+# libpq's sslrootcert=system means the operating system's CAs, not a file named "system".
+_NOT_A_FILE = frozenset({"system"})
+# Query settings that hold a secret: libpq's password and sslpassword (the client key's
+# passphrase), PyMySQL's passwd. display_url masks them like the URL's own password.
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "sslpassword"})
+
+
+def _absolute_tls_files(url: URL, base_dir: Path) -> URL:
+    anchored = {
+        key: str(base_dir / Path(value).expanduser())
+        for key, value in url.query.items()
+        if key in TLS_FILE_KEYS and isinstance(value, str) and value and value not in _NOT_A_FILE
+    }
+    return url.update_query_dict(anchored) if anchored else url
+
+
+def _tls_pitfall(url: URL) -> str | None:
+    """What is wrong with a URL whose TLS settings would not do what they say, if anything.
+
+    SQLAlchemy hands PyMySQL ``ssl_ca``/``ssl_cert``/``ssl_key`` as its ``ssl`` settings, but
+    ``ssl_verify_cert``/``ssl_verify_identity`` as keywords of their own, and PyMySQL lets those
+    keywords replace the ``ssl`` settings: the CA is dropped and no host name is checked.
+    """
+    if url.get_backend_name() not in ("mysql", "mariadb"):
+        return None
+    overriding = sorted(
+        key for key in url.query if key in ("ssl_verify_cert", "ssl_verify_identity")
+    )
+    if not overriding:
+        return None
+    return (
+        f"{' and '.join(overriding)} would make PyMySQL ignore ssl_ca and check no host name; "
+        f"remove {'them' if len(overriding) > 1 else 'it'}: ssl_ca=/etc/syncd/tls/ca.pem alone "
+        "verifies the certificate and the host name"
+    )
+
+
+def display_url(url: URL) -> str:
+    """``url`` for logs and messages: its password and secret query settings masked, and the
+    query as written (``?sslmode=verify-full&sslrootcert=/etc/syncd/ca.pem``), not %-encoded.
+    """
+    shown = url.set(query={}).render_as_string(hide_password=True)
+    settings = [
+        f"{key}={'***' if key.lower() in SECRET_QUERY_KEYS else value}"
+        for key, values in url.query.items()
+        for value in ((values,) if isinstance(values, str) else values)
+    ]
+    return f"{shown}?{'&'.join(settings)}" if settings else shown
 
 
 def _join(path: str, key: str) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 from syncd.config_reader import (
     Invalid,
     Reader,
+    display_url,
     queue_destination,
     url_with_secret,
     whole_number,
@@ -59,7 +60,7 @@ class SourceConfig:
     @property
     def display_url(self) -> str:
         """The URL with its password masked, for logs and messages."""
-        return self.url.render_as_string(hide_password=True)
+        return display_url(self.url)
 
 
 def read_sources(r: Reader, node: Node | None, queue_prefix: str) -> dict[str, SourceConfig]:

@@ -153,7 +153,9 @@ class _Builder:
             try:
                 self.loader.flatten_mapping(node)
             except yaml.YAMLError as exc:
-                self._problem(_line(node), f"{path or 'document'}: {exc}")
+                # Only the problem: the full text quotes the line, which may hold a secret.
+                reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else str(exc)
+                self._problem(_line(node), f"{path or 'document'}: {reason}")
         entries: dict[str, Node] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
@@ -186,6 +188,11 @@ class _Builder:
         except yaml.YAMLError as exc:
             reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else str(exc)
             self._problem(line, f"{path or 'document'}: {reason}")
+            return None
+        except (ValueError, TypeError, OverflowError):
+            # A tag the text does not fit (`!!int abc`). PyYAML's reason quotes the text, which
+            # may be a password: it is not repeated.
+            self._problem(line, f"{path or 'document'}: not a valid {node.tag}; remove the tag")
             return None
         return value
 

@@ -18,6 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.database_tls import (
+    DatabasePki,
+    SecurePostgres,
+    TlsMariaDB,
+    make_pki,
+    start_secure_postgres,
+    start_tls_mariadb,
+)
 from tests.services import Broker, PostgresCluster, mariadb_database
 
 _databases = itertools.count(1)
@@ -44,6 +52,30 @@ def postgres(services_dir: Path) -> Iterator[PostgresCluster]:
     cluster = PostgresCluster.start(services_dir / "postgres")
     yield cluster
     cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def database_pki(services_dir: Path) -> DatabasePki:
+    """A throwaway CA and the database servers' certificate (tests/database_tls.py)."""
+    return make_pki(services_dir / "pki")
+
+
+@pytest.fixture(scope="session")
+def secure_postgres(services_dir: Path, database_pki: DatabasePki) -> Iterator[SecurePostgres]:
+    """A second cluster, serving TLS, with password roles (tests/database_tls.py)."""
+    if os.environ.get("SYNCD_TEST_POSTGRES_URL"):
+        pytest.fail("the TLS and password tests need a cluster of their own: unset it")
+    secure = start_secure_postgres(services_dir / "secure", database_pki)
+    yield secure
+    secure.cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def tls_mariadb(database_pki: DatabasePki) -> Iterator[TlsMariaDB]:
+    """A private MariaDB serving TLS (the shared one on 3306 does not)."""
+    server = start_tls_mariadb(database_pki.server)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])

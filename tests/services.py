@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -262,8 +263,18 @@ class PostgresCluster:
         self.port: int = server_url.port or 5432
 
     @classmethod
-    def start(cls, workdir: Path, port: int | None = None) -> PostgresCluster:
+    def start(
+        cls,
+        workdir: Path,
+        port: int | None = None,
+        tls: ServerCertificate | None = None,
+        hba: tuple[str, ...] = (),
+    ) -> PostgresCluster:
         """initdb a new cluster under ``workdir`` (or /tmp, see below) and start it.
+
+        ``tls``: serve TLS (``ssl = on``) with that certificate and key. ``hba``: pg_hba.conf
+        lines put before initdb's trust lines, so that they decide first (hostssl-only or
+        password roles); everyone else is still trusted.
 
         The postgres user must reach the data directory; when ``workdir`` is not reachable
         (pytest's 0700 /tmp/pytest-of-root, anything under /root), the cluster goes to a
@@ -288,7 +299,7 @@ class PostgresCluster:
             "postgresql+psycopg2", "postgres", host=LOCALHOST, port=port, database="postgres"
         )
         cluster = cls(server_url, root)
-        cluster._initdb()
+        cluster._initdb(tls, hba)
         cluster.start_again()
         return cluster
 
@@ -411,7 +422,7 @@ class PostgresCluster:
         pid = int(first_line) if first_line.strip().isdigit() else None
         return pid if pid is not None and _pid_alive(pid) else None
 
-    def _initdb(self) -> None:
+    def _initdb(self, tls: ServerCertificate | None, hba: tuple[str, ...]) -> None:
         root = self._owned_root("initdb")
         data = root / "data"
         # --no-sync: a throwaway cluster need not survive a power cut.
@@ -433,9 +444,36 @@ class PostgresCluster:
             # a second cluster on the machine must not collide with this one.
             "unix_socket_directories": f"'{root}'",
         }
+        if tls is not None:
+            settings.update(_server_tls(tls, data))
         with (data / "postgresql.conf").open("a") as conf:
             conf.write("\n# syncd test harness (tests/services.py)\n")
             conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
+        if hba:
+            hba_file = data / "pg_hba.conf"
+            hba_file.write_text("\n".join(hba) + "\n" + hba_file.read_text())
+
+
+@dataclass(frozen=True)
+class ServerCertificate:
+    """A server's certificate chain and private key, PEM files (see tests/database_tls.py)."""
+
+    cert_file: Path
+    key_file: Path
+
+
+def _server_tls(tls: ServerCertificate, data: Path) -> dict[str, str]:
+    """Copy the certificate into the data directory; the settings that serve it.
+
+    PostgreSQL refuses a key that others may read, or that belongs to someone else.
+    """
+    for source, name in ((tls.cert_file, "server.crt"), (tls.key_file, "server.key")):
+        copy = data / name
+        shutil.copyfile(source, copy)
+        copy.chmod(0o600)
+        if os.geteuid() == 0:
+            shutil.chown(copy, user="postgres", group="postgres")
+    return {"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"}
 
 
 def _make_cluster_root(workdir: Path) -> Path:

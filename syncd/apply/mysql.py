@@ -55,7 +55,13 @@ def engine(url: str, timeout_s: float) -> Engine:
     def _remember_parameters(
         dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
     ) -> Any:
-        dbapi_connection = dialect.loaded_dbapi.connect(*cargs, **cparams)
+        try:
+            dbapi_connection = dialect.loaded_dbapi.connect(*cargs, **cparams)
+        except (TypeError, ValueError, OSError) as exc:
+            # PyMySQL takes the URL's query (ssl_ca=…) as keyword arguments and says what is
+            # wrong with them in plain Python errors: a setting it does not know, a CA file it
+            # cannot read. They are the URL's fault, so they fail like a refused connection.
+            raise pymysql.err.ProgrammingError(_settings_refused(exc)) from exc
         # cancel() opens a second connection exactly like this one (host, socket, TLS, user).
         _connect_parameters[dbapi_connection] = (list(cargs), dict(cparams))
         return dbapi_connection
@@ -88,6 +94,13 @@ def cancel(dbapi_connection: Any) -> None:
             cursor.execute(f"KILL QUERY {int(dbapi_connection.thread_id())}")
     finally:
         killer.close()
+
+
+def _settings_refused(error: Exception) -> str:
+    if isinstance(error, OSError):
+        files = "the TLS files in the URL (ssl_ca, ssl_cert, ssl_key) cannot be read"
+        return f"{files}: {error.strerror or error}"
+    return f"the URL's settings are not PyMySQL's: {error}"
 
 
 def classify(error: BaseException) -> Failure:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 
 from syncd.apply import dialect
 from syncd.apply.classify import Failure
+from syncd.config_reader import display_url
 from syncd.errors import CaptureError, PermanentApplyError, SourceUnavailable, SyncdError
 
 
@@ -45,7 +46,7 @@ def translate(
     """
     lines = str(error.orig).strip().splitlines()
     reason = lines[0] if lines else type(error.orig).__name__
-    where = f"{where} ({url.render_as_string(hide_password=True)})"
+    where = f"{where} ({display_url(url)})"
     if error.connection_invalidated or classify(url, error) is not Failure.PERMANENT:
         return SourceUnavailable(f"{what}, {where}: {reason}")
     return CaptureError(f"{what}, {where}: {hint() or reason}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
+from sqlalchemy.engine import make_url as sa_url
 
 from syncd.config import DEFAULTS, SOURCE_DEFAULTS, Config, SourceConfig, expand_env, load_config
 from syncd.errors import ConfigError
@@ -369,6 +370,92 @@ def test_database_password_is_put_into_the_url(tmp_path: Path) -> None:
     database = config.databases["warehouse"]
     assert database.name == "warehouse"
     assert database.url == "postgresql+psycopg2://syncd:p%40ss%3Aword@db:5432/w"
+
+
+def test_database_tls_settings_survive_the_password_file(tmp_path: Path) -> None:
+    """password_file fills in the password; the query (TLS settings) is kept as written."""
+    (tmp_path / "pw").write_text("s3cret\n")
+    url = "postgresql+psycopg2://syncd@db/w?sslmode=verify-full&sslrootcert=/etc/syncd/ca.pem"
+    config = load(tmp_path, f"databases:\n  warehouse: {{url: '{url}', password_file: pw}}\n")
+
+    database = config.databases["warehouse"]
+    assert database.url == (
+        "postgresql+psycopg2://syncd:s3cret@db/w"
+        "?sslmode=verify-full&sslrootcert=%2Fetc%2Fsyncd%2Fca.pem"
+    )
+    assert database.display_url == (
+        "postgresql+psycopg2://syncd:***@db/w?sslmode=verify-full&sslrootcert=/etc/syncd/ca.pem"
+    )
+
+
+def test_relative_tls_files_resolve_against_the_config_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir("/")
+    query = (
+        "sslrootcert=tls/ca.pem&sslcert=/abs/c.pem&sslkey=~/k.pem&sslmode=verify-full"
+        "&ssl_ca=tls/my-ca.pem&application_name=tls/not-a-file"
+    )
+    url = f"postgresql+psycopg2://syncd@db/w?{query}"
+    source_url = "postgresql+psycopg2://syncd@db1/crm?sslrootcert=system"
+    config = load(
+        tmp_path,
+        f"""
+        databases:
+          warehouse: {{url: '{url}'}}
+        sources:
+          crm: {{url: '{source_url}', capture: logical, tables: [public.t]}}
+        """,
+    )
+
+    query_of = dict(sa_url(config.databases["warehouse"].url).query)
+    assert query_of["sslrootcert"] == str(tmp_path / "tls/ca.pem")
+    assert query_of["ssl_ca"] == str(tmp_path / "tls/my-ca.pem")
+    assert query_of["sslcert"] == "/abs/c.pem"
+    assert query_of["sslkey"] == str(Path("~/k.pem").expanduser())
+    assert query_of["application_name"] == "tls/not-a-file"
+    # libpq's word for the operating system's CAs is not a file name.
+    assert config.sources["crm"].url.query["sslrootcert"] == "system"
+
+
+def test_display_url_masks_secrets_in_the_query_too(tmp_path: Path) -> None:
+    url = (
+        "postgresql+psycopg2://syncd:Hidden-1@db/w"
+        "?password=Hidden-2&sslpassword=Hidden-3&PASSWD=Hidden-4&sslmode=require"
+    )
+    config = load(tmp_path, f"databases:\n  warehouse: {{url: '{url}'}}\n")
+
+    shown = config.databases["warehouse"].display_url
+    assert shown == (
+        "postgresql+psycopg2://syncd:***@db/w"
+        "?PASSWD=***&password=***&sslmode=require&sslpassword=***"
+    )  # SQLAlchemy keeps the query sorted
+    assert "Hidden-" not in repr(config)
+
+
+def test_a_url_that_holds_a_password_is_never_echoed_when_wrong(tmp_path: Path) -> None:
+    """Not even a port that is not a number (SQLAlchemy raises ValueError for it)."""
+    for url in ("postgresql://u:pw-secret@db:notaport/w", "not a url pw-secret"):
+        found = problems(tmp_path, f"databases:\n  warehouse: {{url: '{url}'}}\n")
+        assert found == [
+            "config.yaml:2: databases.warehouse.url: expected a SQLAlchemy URL such as "
+            "'postgresql+psycopg2://syncd@127.0.0.1:5432/warehouse', "
+            "found text that is not shown here, as it may hold a secret"
+        ]
+
+
+def test_yaml_mistakes_next_to_a_password_never_quote_its_line(tmp_path: Path) -> None:
+    """PyYAML's own messages quote the offending line; syncd's say where it is instead."""
+    merge = "databases:\n  w:\n    <<: 'pw-Hidden-1'\n    url: 'postgresql://a@b/c'\n"
+    tagged = "databases:\n  w: {url: 'postgresql://a@b/c', password: !!int 'pw-Hidden-2'}\n"
+
+    assert problems(tmp_path, merge) == [
+        "config.yaml:3: databases.w: expected a mapping or list of mappings for merging, "
+        "but found scalar"
+    ]
+    assert problems(tmp_path, tagged) == [
+        "config.yaml:2: databases.w.password: not a valid tag:yaml.org,2002:int; remove the tag"
+    ]
 
 
 def test_relative_sqlite_file_resolves_against_the_config_directory(
