@@ -41,3 +41,5 @@ echo
 echo "Customer 1 carries its newest name; its duplicated update was skipped. Customer 2 kept"
 echo "\"Bo Chen-Park\" although a stale update (an older seq) arrived after it. Customer 3 was"
 echo "deleted; order 101 was soft-deleted (deleted_at); customer 4 came from a snapshot read."
+echo "contact holds only the customers the contacts mapping's filter lets in (BR, DE: not 2),"
+echo "their e-mails masked and their dates cast from ISO text or days since 1970."

@@ -12,3 +12,9 @@ CREATE TABLE IF NOT EXISTS orders (
     status      TEXT,
     deleted_at  TEXT
 );
+CREATE TABLE IF NOT EXISTS contact (
+    contact_id     INTEGER PRIMARY KEY,
+    email_masked   TEXT,
+    customer_since DATE,
+    source         TEXT
+);

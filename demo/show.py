@@ -27,7 +27,7 @@ def main(database: Path) -> int:
         else:
             print(f"demo: event {LAST_EVENT} was not applied within {TIMEOUT_S} s", file=sys.stderr)
             return 1
-        for table in ("dim_customer", "orders", "syncd_positions"):
+        for table in ("dim_customer", "orders", "contact", "syncd_positions"):
             cursor = db.execute(f"SELECT * FROM {table} ORDER BY 1, 2")
             columns = [c[0] for c in cursor.description]
             rows = [[("" if v is None else str(v)) for v in row] for row in cursor]
