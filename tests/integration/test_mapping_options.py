@@ -216,3 +216,25 @@ def test_check_offline_finds_a_broken_filter_at_its_file_and_line(tmp_path: Path
     assert result.returncode == 2
     assert "mappings/test.yaml:7: mapping 'eu_customers': where: at character" in result.stderr
     assert "expected a column, a 'text', a number" in result.stderr
+
+
+def test_check_against_the_target_finds_casts_and_constants_that_cannot_fit(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = postgres.create_database("mapping_fit")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # signed_up_on an integer, region numeric: neither can fit
+        conn.exec_driver_sql(
+            TABLE.replace("signed_up_on date", "signed_up_on integer").replace(
+                "region text", "region numeric"
+            )
+        )
+    engine.dispose()
+    config = write_config(tmp_path, 1, url, MAPPING, dead_letter_queue="/queue/x")
+    result = syncd("check", "-c", str(config))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (
+        "mapping eu_customers: warehouse.eu_customer: columns.signup: type: date cannot fill "
+        "signed_up_on (integer column)" in result.stderr
+    )
+    assert "set.region: cannot cast the text 'EU' to numeric" in result.stderr

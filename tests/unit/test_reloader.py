@@ -12,6 +12,7 @@ from syncd.broker.memory import InMemoryBroker
 from syncd.config import load_config
 from syncd.daemon import Reloader, build_appliers
 from syncd.errors import BrokerUnavailable
+from syncd.events import ChangeEvent
 from syncd.mapping import load_mappings
 
 MAPPING = """mappings:
@@ -72,5 +73,35 @@ def test_a_reload_that_loses_the_connection_while_resubscribing_keeps_the_daemon
     # Both changes are recorded; the loop's reconnect subscribes to exactly these.
     assert broker.destinations == ["/queue/syncd.erp"]
     assert not broker.connected
+    for applier in reloader.appliers.values():
+        applier.close()
+
+
+def test_a_reload_swaps_in_a_changed_filter(tmp_path: Path) -> None:
+    sa.create_engine(f"sqlite:///{tmp_path / 't.db'}").connect().exec_driver_sql(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, country TEXT)"
+    ).close()
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "m.yaml").write_text(MAPPING.format(system="crm"))
+    (tmp_path / "config.yaml").write_text(
+        "databases:\n  warehouse: {url: 'sqlite:///t.db'}\nmappings: mappings/\n"
+    )
+    config = load_config(tmp_path / "config.yaml")
+    appliers = build_appliers(config, load_mappings(config.mappings_dir, ["warehouse"]))
+    broker = InMemoryBroker()
+    broker.subscribe("/queue/syncd.crm")
+    requested = threading.Event()
+    reloader = Reloader(config, appliers, broker, _Progress(), requested)  # type: ignore[arg-type]
+    filtered = MAPPING.format(system="crm") + "    where: \"country = 'DE'\"\n"
+    (tmp_path / "mappings" / "m.yaml").write_text(filtered)
+    requested.set()
+    loop = _Loop()
+    reloader(loop)  # type: ignore[arg-type]
+    [router] = loop.swapped
+    event = ChangeEvent(
+        "c", None, {"id": 1, "country": "US"}, "crm", None, "customers", 1, "e", None, None
+    )
+    [change] = router.changes_for(event)
+    assert change.delete  # the new filter keeps the row out
     for applier in reloader.appliers.values():
         applier.close()
