@@ -68,6 +68,10 @@ class Router:
         # may have been in it before this change. A delete passes as it is: deleting a row the
         # filter kept out changes nothing, and its before-image may lack the columns.
         delete = event.is_delete or not mapping.keeps(row)
+        if delete and not event.is_delete:
+            # Kept out, but its values are still checked: a value that cannot be cast
+            # dead-letters the event whether the filter lets the row in or not.
+            mapping.target_row(row, event)
         if not _changes_key(mapping, event):
             return [self._change(mapping, event, row, delete, ref)]
         assert event.before is not None

@@ -238,3 +238,10 @@ def test_a_mapping_without_options_is_as_before(tmp_path: Path) -> None:
     mapping = load_one(tmp_path, item(GOOD_BODY))
     assert (mapping.where, mapping.exclude, mapping.set_columns) == (None, frozenset(), ())
     assert isinstance(mapping, Mapping)
+
+
+def test_a_value_that_cannot_be_cast_dead_letters_also_a_filtered_row(tmp_path: Path) -> None:
+    mapping = load_one(tmp_path, EU_CUSTOMERS)
+    row = {"id": 7, "signup": "yesterday", "country": "US", "status": "open"}
+    with pytest.raises(MappingApplyError, match="column signup: cannot cast the text"):
+        Router([mapping]).changes_for(event("u", row, 17))
