@@ -114,8 +114,8 @@ def test_ready_status_watchdog_and_stopping_reach_systemd(
         wait_until(lambda: "READY=1" in notify.lines(), 30, "READY=1")
         ready = next(m for _, m in notify.messages if "READY=1" in m)
         assert "STATUS=applying: 1 mappings" in ready
-        time.sleep(1.6)
-        assert notify.pings_since(time.monotonic() - 1.5) >= 2, "the watchdog is fed while idle"
+        idle_from = time.monotonic()
+        wait_until(lambda: notify.pings_since(idle_from) >= 2, 10, "the watchdog fed while idle")
 
         # Wedge the apply: a row lock held by another session, with a long apply deadline.
         client.send("/queue/syncd.notified", event(1, 1))
@@ -125,14 +125,18 @@ def test_ready_status_watchdog_and_stopping_reach_systemd(
         locker.exec_driver_sql("SELECT * FROM items WHERE id = 1 FOR UPDATE")
         client.send("/queue/syncd.notified", event(2, 1))
         client.flush()
-        time.sleep(1.0)  # the daemon takes the batch and blocks on the lock
+        wait_until(lambda: waits_for_a_lock(engine), 30, "the daemon to block on the row lock")
+        # It may have pinged once more on its way into the batch; after that, none for 2 s
+        # (four intervals): a window, since this asserts that something does not happen.
+        time.sleep(0.6)
         wedged_at = time.monotonic()
         time.sleep(2.0)
         assert notify.pings_since(wedged_at) == 0, "a wedged apply must starve the watchdog"
 
         # First SIGTERM: finish the batch in hand (it is wedged, so it cannot)...
         daemon.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
+        wait_until(lambda: "STOPPING=1" in notify.lines(), 10, "STOPPING=1")
+        time.sleep(1.0)  # it keeps waiting for the batch: it must not have gone
         assert daemon.poll() is None
         # ...the second exits at once; the unacknowledged event will be redelivered.
         daemon.send_signal(signal.SIGTERM)
@@ -152,6 +156,16 @@ def test_ready_status_watchdog_and_stopping_reach_systemd(
         client.close()
         engine.dispose()
     assert "STOPPING=1" in notify.lines()
+
+
+def waits_for_a_lock(engine: sa.Engine) -> bool:
+    """Whether another session of the database is waiting for a lock (the daemon's apply)."""
+    with engine.connect() as conn:
+        found = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
+        ).scalar()
+    return bool(found)
 
 
 def rows(engine: sa.Engine) -> list[tuple[object, ...]]:
