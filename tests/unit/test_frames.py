@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 
 import pytest
@@ -52,11 +53,17 @@ def test_parse_frame_agrees_on_every_mix_of_escapes_and_line_ends() -> None:
 
 
 def test_speed_up_finds_the_stomp_py_internals_it_replaces() -> None:
+    # speed_up shadows a private method of stomp.py's transport: if a stomp.py release renamed
+    # it, or its receiver loop stopped calling it, syncd's reader would silently not be used.
+    base = stomp.transport.BaseTransport
+    assert callable(getattr(base, "_BaseTransport__read_frames", None)), "the hook is gone"
+    loop = inspect.getsource(base._BaseTransport__io_loop)
+    assert "self.__read_frames()" in loop, "the receiver loop no longer reads through the hook"
     conn = stomp.Connection12([("127.0.0.1", 1)], auto_decode=False)
     speed_up(conn)
-    assert callable(conn.transport._BaseTransport__read_frames)
-    # The receiver loop calls self.__read_frames(): the instance attribute must win.
-    assert conn.transport._BaseTransport__read_frames.__name__ == "read_frames"
+    # Looked up on the instance on each pass, the instance attribute wins over the class's.
+    assert conn.transport._BaseTransport__read_frames is not base._BaseTransport__read_frames
+    assert conn.transport._BaseTransport__read_frames.__qualname__.startswith("speed_up.")
 
 
 def _stream() -> tuple[bytes, list[object]]:
