@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 
 from syncd.apply.plan import Change, Verdict
 from syncd.apply.sql import SqlApplier
-from syncd.errors import PermanentApplyError
+from syncd.errors import PermanentApplyError, TargetUnavailable
 from syncd.events import ChangeEvent
 from syncd.mapping import ColumnMap, Mapping, OnDelete
 from syncd.routing import Router
@@ -263,6 +264,58 @@ def test_positions_only_move_forward_even_against_a_concurrent_writer(applier: S
         newer = KeyAction("[1]", {"customer_id": 1}, position=11)
         assert applier._advance_positions(conn, CUSTOMERS, [older]) == set()
         assert applier._advance_positions(conn, CUSTOMERS, [newer]) == {"[1]"}
+
+
+def test_two_appliers_racing_on_the_same_keys_keep_each_keys_newest_row(
+    applier: SqlApplier,
+) -> None:
+    # Two daemons (a redelivery after a lost connection, or a group handed over) apply changes
+    # of the same keys at the same time, in no particular order. Whatever the interleaving,
+    # each key ends at its newest position — MySQL's FOR UPDATE read and PostgreSQL's and
+    # SQLite's conditional upsert are raced here, not called one after the other.
+    url = applier.engine_for_tests.url.render_as_string(hide_password=False)  # type: ignore[attr-defined]
+    rival = SqlApplier("warehouse", url, [CUSTOMERS], "syncd_positions")
+    assert rival.prepare() == []
+    rng = random.Random(7)
+    positions = list(range(1, 601))
+    rng.shuffle(positions)
+    work = [(p, 1 + p % 5) for p in positions]  # five hot keys
+    halves = [work[0::2], work[1::2]]
+    start = threading.Barrier(2)
+
+    def apply_all(target: SqlApplier, mine: list[tuple[int, int]]) -> None:
+        start.wait()
+        for i in range(0, len(mine), 4):
+            batch = [("u", p, {"id": k, "name": f"v{p}"}) for p, k in mine[i : i + 4]]
+            for _attempt in range(50):
+                try:
+                    target.apply_batch(changes(CUSTOMERS, *batch))
+                    break
+                except TargetUnavailable:  # a deadlock between the two: retried, as the loop does
+                    continue
+            else:
+                raise AssertionError("a batch failed 50 times")
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            done = [
+                pool.submit(apply_all, a, h) for a, h in zip((applier, rival), halves, strict=True)
+            ]
+            for future in done:
+                future.result()
+    finally:
+        rival.close()
+    newest = {k: max(p for p, key in work if key == k) for k in range(1, 6)}
+    assert [(r[0], r[1]) for r in rows(applier, "dim_customer")] == [
+        (k, f"v{newest[k]}") for k in sorted(newest)
+    ]
+    with applier.engine_for_tests.connect() as conn:  # type: ignore[attr-defined]
+        stored = dict(
+            conn.exec_driver_sql(
+                "SELECT row_key, position FROM syncd_positions WHERE mapping = 'customers'"
+            ).fetchall()
+        )
+    assert stored == {f"[{k}]": p for k, p in newest.items()}
 
 
 def test_truncate_empties_the_table_between_the_changes_around_it(applier: SqlApplier) -> None:
