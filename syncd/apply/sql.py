@@ -26,7 +26,13 @@ from syncd.apply.classify import Failure
 from syncd.apply.core import Upsert, bindable
 from syncd.apply.deadline import Deadline
 from syncd.apply.plan import TABLE_KEY, Change, KeyAction, Verdict, plan_batch, position_guard
-from syncd.errors import PermanentApplyError, Problem, TargetOutage, TargetUnavailable
+from syncd.errors import (
+    PermanentApplyError,
+    Problem,
+    SyncdError,
+    TargetOutage,
+    TargetUnavailable,
+)
 from syncd.mapping import Mapping
 
 log = logging.getLogger(__name__)
@@ -471,6 +477,17 @@ class SqlApplier:
             raise PermanentApplyError(reason) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise PermanentApplyError(f"database {self.name}: {_first_line(exc)}") from exc
+        except SyncdError:
+            raise
+        except Exception as exc:
+            # Not from the server, and not a lost connection (the driver reports those as
+            # DBAPI errors): the driver could not encode or adapt a value of this batch — a
+            # UnicodeEncodeError, a ValueError, TypeError or OverflowError from its parameter
+            # adaptation. Permanent for the events that caused it, which the halving in
+            # resilient.py then finds; never an exception that ends the apply loop.
+            log.debug("database %s: the driver refused a value", self.name, exc_info=True)
+            reason = f"database {self.name}: the driver refused a value: {_first_line(exc)}"
+            raise PermanentApplyError(f"{reason} ({type(exc).__name__})") from exc
 
     def close(self) -> None:
         self._deadline_watch.close()
