@@ -34,6 +34,7 @@ from syncd.errors import (
     TargetUnavailable,
 )
 from syncd.mapping import Mapping
+from syncd.values import TargetLimits
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Target:
     table: sa.TableClause
     columns: frozenset[str]
     key: tuple[str, ...]
+    limits: TargetLimits  # what its columns hold: checked when events are routed
 
 
 def split_table_name(name: str) -> tuple[str | None, str]:
@@ -116,6 +118,7 @@ class SqlApplier:
                 f"(supported: {', '.join(DIALECTS)})"
             )
         self._dialect = dialect
+        self._dialect_name = backend
         # No pool_pre_ping: a dead pooled connection fails the first statement, the pool
         # invalidates it, and the batch is retried as an outage — without a ping per batch.
         self._engine: Engine = dialect.engine(url, timeout_s)
@@ -162,6 +165,9 @@ class SqlApplier:
     def target_columns(self, mapping: Mapping) -> frozenset[str]:
         return self._targets[mapping.name].columns
 
+    def target_limits(self, mapping: Mapping) -> TargetLimits:
+        return self._targets[mapping.name].limits
+
     def _describe(
         self, inspector: sa.Inspector, mapping: Mapping, problems: list[Problem]
     ) -> Target | None:
@@ -175,7 +181,8 @@ class SqlApplier:
         if not inspector.has_table(name, schema=schema):
             problem(f"target table {where} does not exist; create it first")
             return None
-        columns = [c["name"] for c in inspector.get_columns(name, schema=schema)]
+        reflected = inspector.get_columns(name, schema=schema)
+        columns = [c["name"] for c in reflected]
         present = set(columns)
         wanted = [c.target for c in mapping.columns or ()] + list(mapping.target_key)
         if mapping.on_delete.soft_column:
@@ -192,7 +199,8 @@ class SqlApplier:
                 "upserts need one: add it, or change the mapping's key"
             )
         table = sa.table(name, *(sa.column(c) for c in columns), schema=schema)
-        return Target(table, frozenset(present), mapping.target_key)
+        limits = TargetLimits.reflected(self._dialect_name, reflected)
+        return Target(table, frozenset(present), mapping.target_key, limits)
 
     @staticmethod
     def _has_unique_key(
