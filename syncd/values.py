@@ -35,9 +35,16 @@ if TYPE_CHECKING:  # events.py imports this module
     from syncd.mapping import Mapping
 
 _BOM = "\ufeff"
-# The escapes that can decode to a surrogate (\uD800-\uDFFF, either case) or to NUL. An
-# escaped backslash before "ud800" matches too: a false alarm only costs the walk.
-_HIDING = re.compile(r"\\u(?:[dD][89abcdefABCDEF]|0000)")
+# The escapes that can decode to a lone surrogate — a high one (\uD800-\uDBFF, either case)
+# not followed by a low one (\uDC00-\uDFFF), or a low one not after a high one — or to NUL.
+# A pair is one character (an emoji, as json.dumps escapes it) and needs no walk — unless a
+# backslash comes before it, which may make its first half plain text ("\\\\ud83d\\ude00").
+# An escaped backslash before "ud800" matches too: a false alarm only costs the walk.
+_HIDING = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    r"|(?<![^\\]\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F]"
+    r"|\\u0000"
+)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 KEY_TEXT_MAX = 650  # characters of the positions table's row_key (see apply/sql.py)
 
