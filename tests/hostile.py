@@ -119,6 +119,24 @@ sources = st.fixed_dictionaries(
         "lsn": positions,
     },
 )
+# Events a router takes: only their values (and some column names) are hostile.
+plausible_rows = st.builds(
+    lambda key, rest: {**rest, "id": key},
+    st.integers(1, 5) | scalars,
+    st.dictionaries(st.sampled_from(sorted(COLUMNS)) | column_names, json_values, max_size=5),
+)
+plausible_events = st.builds(
+    lambda op, row, seq, extra: {
+        "op": op,
+        "before" if op == "d" else "after": row,
+        "source": {"name": "crm", "schema": "public", "table": "customers", "seq": seq},
+        **extra,
+    },
+    st.sampled_from(["c", "u", "r", "d"]),
+    plausible_rows,
+    st.integers(0, 2**63 - 1),
+    st.fixed_dictionaries({}, optional={"id": texts | st.integers(), "ts_ms": st.integers()}),
+)
 events = st.fixed_dictionaries(
     {"op": st.sampled_from(["c", "u", "d", "r", "t"]) | json_values, "source": sources},
     optional={
@@ -134,16 +152,20 @@ events = st.fixed_dictionaries(
 @st.composite
 def bodies(draw: st.DrawFn) -> bytes:
     """One message body: an event, an array of them, either mangled, or noise."""
-    kind = draw(st.sampled_from(["event", "array", "wrapped", "mangled", "noise", "nested"]))
+    kind = draw(
+        st.sampled_from(
+            ["plausible"] * 4 + ["event", "array", "wrapped", "mangled", "noise", "nested"]
+        )
+    )
     if kind == "noise":
         return draw(st.binary(max_size=64))
     if kind == "nested":
         depth = draw(st.integers(1, 5000))
         inner = draw(st.sampled_from(['"x"', "1", '{"a":1}', '"\\ud800"']))
         return ('{"op":"c","after":{"id":1,"doc":' + "[" * depth + inner + "]" * depth).encode()
-    document: Any = draw(events)
+    document: Any = draw(plausible_events if kind == "plausible" else events)
     if kind == "array":
-        document = draw(st.lists(events, min_size=1, max_size=4))
+        document = draw(st.lists(plausible_events | events, min_size=1, max_size=4))
     if kind == "wrapped":
         document = {"schema": draw(json_values), "payload": document}
     ascii_only = draw(st.booleans())
