@@ -123,7 +123,7 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
     if explicit_id is not None and not isinstance(explicit_id, str | int):
         raise DecodeError(f"'id' must be text or a number, found {_kind(explicit_id)}")
     ts = source.get("ts_ms", document.get("ts_ms"))
-    if isinstance(ts, int) and not isinstance(ts, bool) and not MIN_TS_MS <= ts <= MAX_TS_MS:
+    if type(ts) is int and not MIN_TS_MS <= ts <= MAX_TS_MS:
         raise DecodeError(f"'ts_ms' must be a time from year 1 to 9999 in ms, found {ts}")
     unavailable = document.get("unavailable") or ()
     if unavailable and (

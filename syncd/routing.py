@@ -31,6 +31,7 @@ class Router:
             self._by_system[mapping.source_system].append(mapping)
         self._target_columns = target_columns
         self._target_limits = target_limits
+        self._limits_of: dict[str, TargetLimits] = {}  # by mapping name: tables reflected once
         self._cache: dict[tuple[str, str | None, str], list[Mapping]] = {}
 
     @property
@@ -79,7 +80,12 @@ class Router:
         return changes
 
     def _limits(self, mapping: Mapping) -> TargetLimits | None:
-        return self._target_limits(mapping) if self._target_limits is not None else None
+        if self._target_limits is None:
+            return None
+        limits = self._limits_of.get(mapping.name)
+        if limits is None:
+            limits = self._limits_of[mapping.name] = self._target_limits(mapping)
+        return limits
 
     @staticmethod
     def _truncate(mapping: Mapping, event: ChangeEvent, ref: Any) -> Change:

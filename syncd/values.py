@@ -35,15 +35,14 @@ if TYPE_CHECKING:  # events.py imports this module
     from syncd.mapping import Mapping
 
 _BOM = "\ufeff"
-# The escapes that can decode to a lone surrogate — a high one (\uD800-\uDBFF, either case)
-# not followed by a low one (\uDC00-\uDFFF), or a low one not after a high one — or to NUL.
-# A pair is one character (an emoji, as json.dumps escapes it) and needs no walk — unless a
-# backslash comes before it, which may make its first half plain text ("\\\\ud83d\\ude00").
-# An escaped backslash before "ud800" matches too: a false alarm only costs the walk.
-_HIDING = re.compile(
-    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
-    r"|(?<![^\\]\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F]"
-    r"|\\u0000"
+# The escapes that can decode to a lone surrogate: a high one (\uD800-\uDBFF, either case)
+# not followed by a low one (\uDC00-\uDFFF), or a low one not after a high one. A pair is
+# one character (an emoji, as json.dumps escapes it) and needs no walk — unless a backslash
+# comes before it, which may make its first half plain text ("\\\\ud83d\\ude00"). An escaped
+# backslash before "ud800" matches too: a false alarm only costs the walk.
+_LONE_SURROGATE = re.compile(
+    r"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    r"|(?<![^\\]\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD])[c-fC-F])"
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
 KEY_TEXT_MAX = 650  # characters of the positions table's row_key (see apply/sql.py)
@@ -60,8 +59,18 @@ def body_text(body: bytes | str) -> str:
 
 
 def may_hide_characters(text: str) -> bool:
-    """Whether the JSON text has an escape that may decode to a lone surrogate or a NUL."""
-    return "\\u" in text and _HIDING.search(text) is not None
+    """Whether the JSON text has an escape that may decode to a lone surrogate or a NUL.
+
+    Plain substring searches first (C speed, ~0.1 µs a body): most bodies have no ``\\u`` at
+    all, and most that do escape only accents (``\\u00e9``).
+    """
+    if "\\u" not in text:
+        return False
+    if "\\u0000" in text:
+        return True
+    if "\\ud" not in text and "\\uD" not in text:
+        return False
+    return _LONE_SURROGATE.search(text) is not None
 
 
 def strings_of(document: Any, where: str = "") -> Iterator[tuple[str, str]]:
@@ -149,20 +158,25 @@ class TargetLimits:
         # alike); SQLite and MariaDB store it as any other character.
         return self.dialect != "postgresql"
 
-    def check_row(self, row: dict[str, Any], where: str) -> None:
-        """MappingApplyError naming the first column whose value this table cannot hold."""
+    def row_problem(self, row: dict[str, Any]) -> str | None:
+        """Why this table cannot hold ``row``, naming the column; None if it can."""
         if self.any_column_range is not None:
             low, high = self.any_column_range
             for column, value in row.items():
                 if type(value) is int and not low <= value <= high:
-                    raise _out_of_range(where, column, value, low, high)
-            return
+                    return _out_of_range(column, value, low, high)
+            return None
         for column, (low, high) in self.integer_ranges.items():
             value = row.get(column)
-            if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            if type(value) is int:  # the common case, without the checks below
+                if low <= value <= high:
+                    continue
+            elif isinstance(value, bool) or not isinstance(value, int | float | Decimal):
                 continue  # NULL, or text and the like: the target's own cast decides
-            if not (_finite(value) and low <= value <= high):
-                raise _out_of_range(where, column, value, low, high)
+            elif _finite(value) and low <= value <= high:
+                continue
+            return _out_of_range(column, value, low, high)
+        return None
 
     def identifier_problem(self, name: str) -> str | None:
         """Why ``name`` cannot be a column of this target, if it cannot."""
@@ -176,9 +190,9 @@ class TargetLimits:
         return None
 
 
-def _out_of_range(where: str, column: str, value: Any, low: int, high: int) -> MappingApplyError:
-    return MappingApplyError(
-        f"{where}: column {printable(column)}: {printable(str(value), 40)} does not fit "
+def _out_of_range(column: str, value: Any, low: int, high: int) -> str:
+    return (
+        f"column {printable(column)}: {printable(str(value), 40)} does not fit "
         f"(the target holds integers from {low} to {high})"
     )
 
@@ -199,11 +213,11 @@ def check_change(
     """MappingApplyError if this change holds what its target table cannot store.
 
     ``row``: the target row of an upsert, None for a delete (whose key alone is written).
+    Under a microsecond for a clean row: the reason is only written when there is one.
     """
-    where = f"mapping {mapping.name} key {printable(key, 200)}"
     if len(key) > KEY_TEXT_MAX:
         raise MappingApplyError(
-            f"{where}: the key's text is {len(key)} characters, longer than the "
+            f"{_where(mapping, key)}: the key's text is {len(key)} characters, longer than the "
             f"{KEY_TEXT_MAX} the positions table holds"
         )
     if limits is None:
@@ -212,11 +226,17 @@ def check_change(
         stored = _nul_stored(mapping, event.nul_at, row is not None)
         if stored:
             raise MappingApplyError(
-                f"{where}: {printable(stored)} holds a NUL character (U+0000), which "
-                f"{limits.dialect} text cannot store"
+                f"{_where(mapping, key)}: {printable(stored)} holds a NUL character (U+0000), "
+                f"which {limits.dialect} text cannot store"
             )
     if row:
-        limits.check_row(row, where)
+        problem = limits.row_problem(row)
+        if problem:
+            raise MappingApplyError(f"{_where(mapping, key)}: {problem}")
+
+
+def _where(mapping: Mapping, key: str) -> str:
+    return f"mapping {mapping.name} key {printable(key, 200)}"
 
 
 def _nul_stored(mapping: Mapping, nul_at: tuple[str, ...], upsert: bool) -> str | None:
