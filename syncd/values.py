@@ -124,13 +124,13 @@ _BITS = ((mysql_types.TINYINT, 8), (mysql_types.MEDIUMINT, 24), (sa.SmallInteger
 def integer_range(column_type: Any, dialect: str) -> tuple[int, int] | None:
     """The integers a column of this reflected type holds; None for a column of another kind.
 
-    SQLite's INTEGER is 64 bits whatever it is called, and sqlite3 binds no wider integer into
-    any column; PostgreSQL and MariaDB pass integers to other kinds of column as text.
+    SQLite's INTEGER is 64 bits whatever it is called (and sqlite3 binds no wider integer into
+    any column: see ``TargetLimits.any_column_range``).
     """
-    if dialect == "sqlite":
-        return INT64
     if not isinstance(column_type, sa.Integer):
         return None
+    if dialect == "sqlite":
+        return INT64
     bits = next((b for kind, b in _BITS if isinstance(column_type, kind)), None)
     if bits is None:
         bits = 64 if isinstance(column_type, sa.BigInteger) else 32
@@ -165,7 +165,6 @@ class TargetLimits:
             for column, value in row.items():
                 if type(value) is int and not low <= value <= high:
                     return _out_of_range(column, value, low, high)
-            return None
         for column, (low, high) in self.integer_ranges.items():
             value = row.get(column)
             if type(value) is int:  # the common case, without the checks below

@@ -221,6 +221,8 @@ def test_nul_in_a_delete_key_or_the_event_id_is_refused_for_postgresql() -> None
         ("mysql", "big", 2**64, False),
         ("sqlite", "name", 2**63, False),  # sqlite3 binds no wider integer, whatever the column
         ("sqlite", "ratio", 1e300, True),
+        ("sqlite", "id", "NaN", False),  # SQLite would store NULL
+        ("sqlite", "small", 2**62, True),
     ],
 )
 def test_numbers_outside_the_column_range_are_mapping_errors(
@@ -248,7 +250,8 @@ def test_integer_ranges_follow_the_reflected_types() -> None:
     assert integer_range(mysql.TINYINT(), "mysql") == (-128, 127)
     assert integer_range(mysql.INTEGER(unsigned=True), "mysql") == (0, 2**32 - 1)
     assert integer_range(postgresql.NUMERIC(), "postgresql") is None
-    assert integer_range(sa.TEXT(), "sqlite") == (-(2**63), 2**63 - 1)
+    assert integer_range(sa.SMALLINT(), "sqlite") == (-(2**63), 2**63 - 1)
+    assert integer_range(sa.TEXT(), "sqlite") is None
 
 
 def test_a_key_too_long_for_the_positions_table_is_a_mapping_error() -> None:
