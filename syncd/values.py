@@ -52,9 +52,14 @@ def body_text(body: bytes | str) -> str:
     """The message body as text: UTF-8, as the wire contract says; a leading BOM is ignored.
 
     RFC 8259 lets a parser ignore a byte order mark, and some publishers write one; a body in
-    UTF-16 or UTF-32 is not UTF-8 and fails here (``UnicodeDecodeError``), not as garbled JSON.
+    UTF-16 or UTF-32 is not UTF-8 and fails here (a ``UnicodeError``), not as garbled JSON.
     """
-    text = body.decode() if isinstance(body, bytes) else body
+    if isinstance(body, bytes):
+        text = body.decode()
+    else:
+        # Text read with errors="surrogateescape" (a C locale's stdin) carries undecodable
+        # bytes as lone surrogates, unescaped, where the pre-scan cannot see them.
+        (text := body).encode()
     return text[1:] if text[:1] == _BOM else text
 
 

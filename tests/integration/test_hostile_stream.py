@@ -105,6 +105,11 @@ EITHER_WAY: dict[str, bytes] = {
     b'"source":{"name":"crm","table":"customers","seq":40}}',
     "nan-in-a-float-column": b'{"op":"c","after":{"id":41,"ratio":NaN},'
     b'"source":{"name":"crm","table":"customers","seq":41}}',
+    # Decodes, but encoding it again for the driver may pass the recursion limit: rejected.
+    "nested-near-the-decoder-limit": b'{"op":"c","after":{"id":42,"doc":'
+    + b"[" * 980
+    + b"]" * 980
+    + b'},"source":{"name":"crm","table":"customers","seq":42}}',
 }
 # What SQLite and MariaDB can store, unlike PostgreSQL: NULs, SQLite's 64-bit "smallint", and
 # text in SQLite's BIGINT column (MariaDB refuses it: rejected).

@@ -158,6 +158,11 @@ def test_a_utf8_bom_is_ignored_and_utf16_is_refused() -> None:
         decode_body(body().encode("utf-16"))
 
 
+def test_text_with_unescaped_surrogates_is_not_utf8_either() -> None:
+    with pytest.raises(Exception, match="not JSON"):
+        decode_body(body().replace("Ana", "An\udcff"))  # as surrogateescape reads a bad byte
+
+
 def test_of_duplicate_keys_the_last_wins_as_in_json_parse_and_jsonb() -> None:
     text = '{"op":"c","after":{"id":1,"name":"first","name":"last"},"source":%s}'
     event = one(text % json.dumps(SOURCE))
