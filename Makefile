@@ -46,7 +46,7 @@ test: system-deps venv lint typecheck
 FUZZ_EXAMPLES ?= 20000
 fuzz: system-deps venv
 	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider \
-		tests/integration/test_fuzz.py -k no_body --hypothesis-show-statistics
+		tests/integration/test_fuzz.py -k no_body
 
 bench: system-deps venv  ## not a test: prints a table and writes var/bench.json
 	$(BIN)/python -m bench.run
