@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help system-deps venv demo test lint typecheck unit integration bench clean
+.PHONY: help system-deps venv demo test lint typecheck unit integration fuzz bench clean
 
 help:
 	@echo "make demo   - install what is missing, start a local broker, sync the example events, show them"
 	@echo "make test   - lint, type-check and the whole test suite (starts its own broker and PostgreSQL)"
+	@echo "make fuzz   - hostile message bodies through decode, routing and each driver (minutes)"
 	@echo "make bench  - throughput, latency and memory against its own broker and PostgreSQL (~1-2 min)"
 	@echo "make venv   - the .venv with syncd and its test tools"
 
@@ -39,6 +40,13 @@ integration: system-deps venv
 
 test: system-deps venv lint typecheck
 	$(BIN)/pytest
+
+# `make test` runs the same fuzz tests briefly (hypothesis profile "default"); this runs them
+# long: FUZZ_EXAMPLES bodies per dialect. A body that breaks the path goes in tests/data/hostile/.
+FUZZ_EXAMPLES ?= 20000
+fuzz: system-deps venv
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider \
+		tests/integration/test_fuzz.py -k no_body
 
 bench: system-deps venv  ## not a test: prints a table and writes var/bench.json
 	$(BIN)/python -m bench.run

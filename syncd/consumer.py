@@ -37,6 +37,7 @@ from syncd.events import BadEvent, decode_body
 from syncd.ledger import DeliveryLedger
 from syncd.routing import Router
 from syncd.stats import Stats
+from syncd.values import printable
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +331,10 @@ class ApplyLoop:
         except DecodeError as exc:
             item.failures[WHOLE_MESSAGE] = Reason(ErrorClass.DECODE, str(exc))
             return []
+        except Exception as exc:  # the last line of defence: no body may stop the loop
+            log.exception("decoding a message failed unexpectedly")
+            item.failures[WHOLE_MESSAGE] = Reason(ErrorClass.DECODE, _unexpected(exc))
+            return []
         item.array = len(slots) > 1 or message.body.lstrip()[:1] == b"["
         item.events = [slot.raw for slot in slots]
         changes: list[Change] = []
@@ -343,6 +348,9 @@ class ApplyLoop:
                 item.failures[index] = Reason(ErrorClass.NO_MAPPING, str(exc))
             except MappingApplyError as exc:
                 item.failures[index] = Reason(ErrorClass.MAPPING, str(exc))
+            except Exception as exc:  # the last line of defence: no event may stop the loop
+                log.exception("routing an event failed unexpectedly")
+                item.failures[index] = Reason(ErrorClass.MAPPING, _unexpected(exc))
         return changes
 
     def _settle(self, pending: list[_Pending]) -> None:
@@ -375,3 +383,8 @@ class ApplyLoop:
         if index == WHOLE_MESSAGE or not item.array:
             return dead_letter(queue, item.message, reason)
         return dead_letter(queue, item.message, reason, index, item.events[index])
+
+
+def _unexpected(exc: Exception) -> str:
+    """The reason for a failure that syncd's own checks did not foresee (logged in full)."""
+    return f"cannot process the event: {type(exc).__name__}: {printable(str(exc), 300)}"

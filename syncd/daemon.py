@@ -81,6 +81,15 @@ def build_appliers(
     return appliers
 
 
+def router_for(mappings: Sequence[Mapping], appliers: dict[str, SqlApplier]) -> Router:
+    """A router that checks each row against its target table, as the applier reflected it."""
+    return Router(
+        mappings,
+        lambda m: appliers[m.target_database].target_columns(m),
+        lambda m: appliers[m.target_database].target_limits(m),
+    )
+
+
 class Supervision:
     """Where the parts report progress: systemd's notify socket, and the /healthz answer.
 
@@ -257,7 +266,7 @@ class Reloader:
             log.warning("reload: broker settings changed; they take effect at the next restart")
         if config.sources != self.config.sources:
             log.warning("reload: sources changed; they take effect at the next restart")
-        router = Router(mappings, lambda m: appliers[m.target_database].target_columns(m))
+        router = router_for(mappings, appliers)
         loop.swap(router, dict(appliers), config.apply)
         self._resubscribe({config.queue_for(s) for s in router.systems})
         old, self.appliers, self.config = self.appliers, appliers, config
@@ -290,7 +299,7 @@ class _ApplyPart:
         self.mappings = mappings
         self.appliers = appliers
         self.ledger = DeliveryLedger(config.state_dir / "deliveries.db")
-        self.router = Router(mappings, lambda m: appliers[m.target_database].target_columns(m))
+        self.router = router_for(mappings, appliers)
         self.broker = StompBroker(config.broker)
         for system in self.router.systems:
             self.broker.subscribe(config.queue_for(system))

@@ -7,6 +7,7 @@ event alone as JSON, so that its neighbours are not dead-lettered (or replayed) 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -38,8 +39,29 @@ class Reason:
 
 
 def one_line(text: str, limit: int = 1000) -> str:
+    """``text`` as one header line: whitespace folded; NUL, other controls and lone
+    surrogates escaped (a header cannot carry them, and a reason may quote the event)."""
     flat = " ".join(text.split())
+    if not flat.isprintable():
+        flat = _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], flat)
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def event_body(event: Any) -> bytes | None:
+    """One event as JSON, its text as it came; None if it cannot be written out again.
+
+    Escaped to ASCII where it holds what UTF-8 cannot encode (a lone surrogate): the escape
+    is what the publisher sent. None for an event nested too deeply to encode again.
+    """
+    try:
+        return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        return json.dumps(event, separators=(",", ":")).encode()
+    except (RecursionError, ValueError, TypeError):
+        return None
 
 
 def dead_letter(
@@ -53,7 +75,8 @@ def dead_letter(
     headers = message.carried_headers()
     body = message.body
     if event_index is not None:
-        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        # An event that cannot be written out alone goes in its message, the index naming it.
+        body = event_body(event) or message.body
         headers["syncd-event-index"] = str(event_index)
         headers.pop("content-length", None)
     headers.update(

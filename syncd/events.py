@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncd.errors import DecodeError
+from syncd.values import body_text, hidden_characters, may_hide_characters
 
 OPS = {"c": "create", "u": "update", "d": "delete", "r": "snapshot read", "t": "truncate"}
 MAX_POSITION = 2**63 - 1  # positions are stored as BIGINT
-_JSON_STARTS = (b"{", b"[")
+MIN_TS_MS, MAX_TS_MS = -62135596800000, 253402300799999  # years 1 to 9999, as datetime holds
 
 
 @dataclass(slots=True)  # not frozen: a frozen init costs ~1 µs more, per event
@@ -35,6 +36,9 @@ class ChangeEvent:
     # Columns the source could not send (PostgreSQL TOASTed values an update left unchanged):
     # left out of ``after``, so the target keeps what it has.
     unavailable: tuple[str, ...] = ()
+    # Where the event's text holds NUL characters, which some targets cannot store: each
+    # target's router checks (syncd.values); almost always empty.
+    nul_at: tuple[str, ...] = ()
 
     @property
     def is_delete(self) -> bool:
@@ -62,24 +66,31 @@ def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]
     ``event_id`` (the ``syncd-event-id`` header) names the event of a single-event body.
     """
     try:
-        # UTF-8 as the contract says, without json's sniffing for UTF-16/32 and BOMs (1.6 µs
-        # of a message's ~25); a body that does not start like JSON gets the sniffing.
-        text = body.decode() if isinstance(body, bytes) and body[:1] in _JSON_STARTS else body
+        # UTF-8 as the contract says, without json's sniffing for UTF-16/32 (1.6 µs of a
+        # message's ~25); a leading BOM is ignored.
+        text = body_text(body)
+        if not text.strip():
+            raise DecodeError("message body is empty: no change event in it")
         document = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"message body is not JSON: {exc}") from exc
     except RecursionError as exc:  # a hostile body must not take the daemon down with it
         raise DecodeError("message body is JSON nested too deeply to decode") from exc
+    suspect = may_hide_characters(text)
     if isinstance(document, list):
         if not document:
             raise DecodeError("message body is an empty JSON array: no change event in it")
-        return [_decode_slot(element, None) for element in document]
-    return [_decode_slot(document, event_id)]
+        return [_decode_slot(element, None, suspect) for element in document]
+    return [_decode_slot(document, event_id, suspect)]
 
 
-def _decode_slot(element: Any, event_id: str | None) -> Decoded:
+def _decode_slot(element: Any, event_id: str | None, suspect: bool) -> Decoded:
+    """``suspect``: the body has escapes that may hide lone surrogates or NULs (syncd.values)."""
     try:
-        return decode_event(element, event_id)
+        event = decode_event(element, event_id)
+        if suspect:
+            event.nul_at = hidden_characters(event.raw)
+        return event
     except DecodeError as exc:
         return BadEvent(exc, element)
 
@@ -91,7 +102,7 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
     if not isinstance(document, dict):
         raise DecodeError(f"a change event must be a JSON object, found {_kind(document)}")
     op = document.get("op")
-    if op not in OPS:
+    if not isinstance(op, str) or op not in OPS:
         raise DecodeError(f"'op' must be one of c, u, d, r, t; found {op!r}")
     before = _row(document, "before")
     after = _row(document, "after")
@@ -112,6 +123,8 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
     if explicit_id is not None and not isinstance(explicit_id, str | int):
         raise DecodeError(f"'id' must be text or a number, found {_kind(explicit_id)}")
     ts = source.get("ts_ms", document.get("ts_ms"))
+    if type(ts) is int and not MIN_TS_MS <= ts <= MAX_TS_MS:
+        raise DecodeError(f"'ts_ms' must be a time from year 1 to 9999 in ms, found {ts}")
     unavailable = document.get("unavailable") or ()
     if unavailable and (
         not isinstance(unavailable, list) or not all(isinstance(c, str) for c in unavailable)
@@ -151,7 +164,9 @@ def _position(source: dict[str, Any]) -> int:
         value = source.get(field)
         if value is None:
             continue
-        if isinstance(value, str) and value.isdigit():
+        # Digit text is accepted (some producers quote 64-bit numbers), ASCII digits only:
+        # str.isdigit() and int() also take "１２３" and other scripts' digits.
+        if isinstance(value, str) and value.isascii() and value.isdigit():
             value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_POSITION:
             return value

@@ -10,6 +10,9 @@ from syncd.apply.plan import TABLE_KEY, Change, key_text
 from syncd.errors import MappingApplyError, NoMappingError
 from syncd.events import ChangeEvent
 from syncd.mapping import Mapping
+from syncd.values import TargetLimits, check_change, printable
+
+_CACHE_MAX = 10_000  # (system, schema, table) lookups remembered
 
 
 class Router:
@@ -19,11 +22,16 @@ class Router:
         self,
         mappings: Sequence[Mapping],
         target_columns: Callable[[Mapping], frozenset[str]] | None = None,
+        target_limits: Callable[[Mapping], TargetLimits] | None = None,
     ):
+        """``target_columns`` and ``target_limits``: what each mapping's target table has and
+        holds, as its applier reflected it; without them rows are not checked against it."""
         self._by_system: dict[str, list[Mapping]] = defaultdict(list)
         for mapping in mappings:
             self._by_system[mapping.source_system].append(mapping)
         self._target_columns = target_columns
+        self._target_limits = target_limits
+        self._limits_of: dict[str, TargetLimits] = {}  # by mapping name: tables reflected once
         self._cache: dict[tuple[str, str | None, str], list[Mapping]] = {}
 
     @property
@@ -40,7 +48,8 @@ class Router:
         found = self._cache.get(lookup)
         if found is None:
             found = [m for m in self._by_system.get(event.system, []) if m.matches(*lookup[1:])]
-            self._cache[lookup] = found
+            if len(self._cache) < _CACHE_MAX:  # a stream of made-up table names stays bounded
+                self._cache[lookup] = found
         if not found:
             raise NoMappingError(
                 f"no mapping for source system {event.system!r}, table {event.qualified_table!r}"
@@ -80,6 +89,14 @@ class Router:
         change.moved_from = moved  # columns the event lacks come from the old row
         return [moved, change]
 
+    def _limits(self, mapping: Mapping) -> TargetLimits | None:
+        if self._target_limits is None:
+            return None
+        limits = self._limits_of.get(mapping.name)
+        if limits is None:
+            limits = self._limits_of[mapping.name] = self._target_limits(mapping)
+        return limits
+
     @staticmethod
     def _truncate(mapping: Mapping, event: ChangeEvent, ref: Any) -> Change:
         return Change(mapping, TABLE_KEY, {}, event.position, True, None, event, ref)
@@ -99,10 +116,9 @@ class Router:
             unknown = sorted(set(target_row) - self._target_columns(mapping))
             if unknown:
                 raise MappingApplyError(
-                    f"mapping {mapping.name} key {key}: {mapping.target_database}."
-                    f"{mapping.target_table} has no column {', '.join(unknown)}; map the source "
-                    "column in the mapping's columns (or add the column to the table)"
+                    _unknown_columns(mapping, key, unknown, self._limits(mapping))
                 )
+        check_change(self._limits(mapping), mapping, event, key, None if delete else target_row)
         unavailable = () if delete else _mapped(mapping, event.unavailable)
         return Change(
             mapping=mapping,
@@ -115,6 +131,19 @@ class Router:
             ref=ref,
             unavailable=unavailable,
         )
+
+
+def _unknown_columns(
+    mapping: Mapping, key: str, unknown: list[str], limits: TargetLimits | None
+) -> str:
+    why = [p for name in unknown if limits and (p := limits.identifier_problem(name))]
+    names = ", ".join(printable(name, 80) for name in unknown)
+    return (
+        f"mapping {mapping.name} key {printable(key, 200)}: {mapping.target_database}."
+        f"{mapping.target_table} has no column {names}"
+        + (f" (a name that {why[0]})" if why else "")
+        + "; map the source column in the mapping's columns (or add the column to the table)"
+    )
 
 
 def _mapped(mapping: Mapping, columns: tuple[str, ...]) -> tuple[str, ...]:

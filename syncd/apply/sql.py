@@ -26,8 +26,15 @@ from syncd.apply.core import Upsert, bindable
 from syncd.apply.deadline import Deadline
 from syncd.apply.fit import misfits
 from syncd.apply.plan import TABLE_KEY, Change, KeyAction, Verdict, plan_batch, position_guard
-from syncd.errors import PermanentApplyError, Problem, TargetOutage, TargetUnavailable
+from syncd.errors import (
+    PermanentApplyError,
+    Problem,
+    SyncdError,
+    TargetOutage,
+    TargetUnavailable,
+)
 from syncd.mapping import Mapping
+from syncd.values import TargetLimits
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +82,7 @@ class Target:
     table: sa.TableClause
     columns: frozenset[str]
     key: tuple[str, ...]
+    limits: TargetLimits  # what its columns hold: checked when events are routed
 
 
 def split_table_name(name: str) -> tuple[str | None, str]:
@@ -106,6 +114,7 @@ class SqlApplier:
             self._dialect = dialect(backend)
         except PermanentApplyError as exc:
             raise PermanentApplyError(f"database {name}: {exc}") from exc
+        self._dialect_name = backend
         # No pool_pre_ping: a dead pooled connection fails the first statement, the pool
         # invalidates it, and the batch is retried as an outage — without a ping per batch.
         self._engine: Engine = self._dialect.engine(url, timeout_s)
@@ -171,6 +180,9 @@ class SqlApplier:
     def target_columns(self, mapping: Mapping) -> frozenset[str]:
         return self._targets[mapping.name].columns
 
+    def target_limits(self, mapping: Mapping) -> TargetLimits:
+        return self._targets[mapping.name].limits
+
     def _describe(
         self, inspector: sa.Inspector, mapping: Mapping, problems: list[Problem]
     ) -> Target | None:
@@ -184,8 +196,8 @@ class SqlApplier:
         if not inspector.has_table(name, schema=schema):
             problem(f"target table {where} does not exist; create it first")
             return None
-        described = inspector.get_columns(name, schema=schema)
-        columns = [c["name"] for c in described]
+        reflected = inspector.get_columns(name, schema=schema)
+        columns = [c["name"] for c in reflected]
         present = set(columns)
         wanted = [c.target for c in mapping.columns or ()] + list(mapping.target_key)
         wanted += [c.target for c in mapping.set_columns]
@@ -197,7 +209,7 @@ class SqlApplier:
                 f"{where} has no column {', '.join(missing)} (it has: {', '.join(columns)}); "
                 "fix the mapping's columns or add the column to the table"
             )
-        for misfit in misfits(mapping, {c["name"]: c["type"] for c in described}):
+        for misfit in misfits(mapping, {c["name"]: c["type"] for c in reflected}):
             problem(f"{where}: {misfit}")
         if not self._has_unique_key(inspector, name, schema, set(mapping.target_key)):
             problem(
@@ -205,7 +217,8 @@ class SqlApplier:
                 "upserts need one: add it, or change the mapping's key"
             )
         table = sa.table(name, *(sa.column(c) for c in columns), schema=schema)
-        return Target(table, frozenset(present), mapping.target_key)
+        limits = TargetLimits.reflected(self._dialect_name, reflected)
+        return Target(table, frozenset(present), mapping.target_key, limits)
 
     @staticmethod
     def _has_unique_key(
@@ -490,6 +503,17 @@ class SqlApplier:
             raise PermanentApplyError(reason) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise PermanentApplyError(f"database {self.name}: {_first_line(exc)}") from exc
+        except SyncdError:
+            raise
+        except Exception as exc:
+            # Not from the server, and not a lost connection (the driver reports those as
+            # DBAPI errors): the driver could not encode or adapt a value of this batch — a
+            # UnicodeEncodeError, a ValueError, TypeError or OverflowError from its parameter
+            # adaptation. Permanent for the events that caused it, which the halving in
+            # resilient.py then finds; never an exception that ends the apply loop.
+            log.debug("database %s: the driver refused a value", self.name, exc_info=True)
+            reason = f"database {self.name}: the driver refused a value: {_first_line(exc)}"
+            raise PermanentApplyError(f"{reason} ({type(exc).__name__})") from exc
 
     def close(self) -> None:
         self._deadline_watch.close()
