@@ -93,3 +93,10 @@ class CaptureError(SyncdError):
 
     The message says what to run or change (``syncd capture install``, ``wal_level``…).
     """
+
+
+def first_line(error: BaseException | None) -> str:
+    """The first line of an error's text (drivers add hints, SQL and context below it), or its
+    class name when it has no text: what messages and dead letters quote of a foreign error."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -59,7 +59,7 @@ from sqlalchemy.pool import NullPool
 from syncd.apply.sql import positions_table
 from syncd.broker.statistics import QueueStats, queue_statistics
 from syncd.config import Config, DatabaseConfig
-from syncd.errors import BrokerUnavailable, ExitCode
+from syncd.errors import BrokerUnavailable, ExitCode, first_line
 from syncd.mapping import Mapping, load_mappings
 
 FORMAT_VERSION = 1
@@ -179,7 +179,7 @@ def read_progress(
         finally:
             engine.dispose()
     except sa.exc.SQLAlchemyError as exc:
-        reason = f"database {database.name}: {_first_line(exc)}"
+        reason = f"database {database.name}: {first_line(exc)}"
         return {m.name: MappingStatus(m, "unreachable", None, reason) for m in mappings}
     return {m.name: _mapping_status(m, rows.get(m.name)) for m in mappings}
 
@@ -247,11 +247,6 @@ def _as_utc(value: datetime | str | None) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 # --- pure: numbers, the JSON document, the table ------------------------------------------------

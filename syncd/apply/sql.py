@@ -32,6 +32,7 @@ from syncd.errors import (
     SyncdError,
     TargetOutage,
     TargetUnavailable,
+    first_line,
 )
 from syncd.mapping import Mapping
 from syncd.values import TargetLimits
@@ -494,7 +495,7 @@ class SqlApplier:
         try:
             yield
         except sa.exc.DBAPIError as exc:
-            reason = f"database {self.name}: {_first_line(exc.orig or exc)}"
+            reason = f"database {self.name}: {first_line(exc.orig or exc)}"
             failure = self._dialect.classify(exc.orig)
             if exc.connection_invalidated or failure is Failure.OUTAGE:
                 raise TargetOutage(reason) from exc
@@ -502,7 +503,7 @@ class SqlApplier:
                 raise TargetUnavailable(reason) from exc
             raise PermanentApplyError(reason) from exc
         except sa.exc.SQLAlchemyError as exc:
-            raise PermanentApplyError(f"database {self.name}: {_first_line(exc)}") from exc
+            raise PermanentApplyError(f"database {self.name}: {first_line(exc)}") from exc
         except SyncdError:
             raise
         except Exception as exc:
@@ -512,7 +513,7 @@ class SqlApplier:
             # adaptation. Permanent for the events that caused it, which the halving in
             # resilient.py then finds; never an exception that ends the apply loop.
             log.debug("database %s: the driver refused a value", self.name, exc_info=True)
-            reason = f"database {self.name}: the driver refused a value: {_first_line(exc)}"
+            reason = f"database {self.name}: the driver refused a value: {first_line(exc)}"
             raise PermanentApplyError(f"{reason} ({type(exc).__name__})") from exc
 
     def close(self) -> None:
@@ -525,8 +526,3 @@ def _deleted_at(action: KeyAction) -> str:
     ts = action.last.event.source_ts_ms if action.last else None
     stamp = datetime.fromtimestamp(ts / 1000, UTC) if ts is not None else datetime.now(UTC)
     return stamp.isoformat(sep=" ")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -26,11 +26,11 @@ import psycopg2.extensions
 import psycopg2.extras
 from sqlalchemy.engine import URL
 
+from syncd.apply.postgresql import LIBPQ_KEEPALIVES
 from syncd.capture import Captured, CapturedBatch, group_for
 from syncd.capture.logical_setup import (
     OBJECT_IN_USE,
     UNDEFINED_OBJECT,
-    first_line,
     install,
     install_hint,
     is_transient,
@@ -52,7 +52,7 @@ from syncd.capture.pgoutput import (
     Update,
     decode,
 )
-from syncd.errors import CaptureError, SourceUnavailable, SyncdError
+from syncd.errors import CaptureError, SourceUnavailable, SyncdError, first_line
 
 __all__ = [
     "LogicalCapture",
@@ -69,11 +69,7 @@ PROTOCOL_VERSION = "1"
 CONNECTION_DEFAULTS: dict[str, Any] = {
     "client_encoding": "UTF8",  # pgoutput sends text values in the client encoding
     "connect_timeout": 10,
-    # A source that vanishes without closing the socket is noticed within about 25 s.
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
+    **LIBPQ_KEEPALIVES,
 }
 
 Row = dict[str, Any]  # column -> JSON-friendly value

@@ -18,7 +18,7 @@ import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
-from syncd.errors import CaptureError, SourceUnavailable
+from syncd.errors import CaptureError, SourceUnavailable, first_line
 
 __all__ = [
     "first_line",
@@ -248,11 +248,6 @@ def _where(url: URL) -> str:
 
 
 # ---------------------------------------------------------------------------------- errors
-
-
-def first_line(error: BaseException | None) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def is_transient(error: BaseException | None) -> bool:

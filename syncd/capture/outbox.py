@@ -48,6 +48,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, Row
 from sqlalchemy.pool import NullPool
 
+from syncd.apply.postgresql import LIBPQ_KEEPALIVES
 from syncd.capture import Captured, CapturedBatch, group_for, primary_key, source_errors
 from syncd.capture.outbox_ddl import (
     NOTIFY_CHANNEL,
@@ -534,11 +535,7 @@ def _engine(url: URL) -> Engine:
         connect_args = {
             "connect_timeout": CONNECT_TIMEOUT_S,
             "application_name": "syncd outbox",
-            # A source that vanishes without closing the socket is noticed within ~25 s.
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
+            **LIBPQ_KEEPALIVES,
         }
     elif backend in ("mysql", "mariadb"):
         connect_args = {

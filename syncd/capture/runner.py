@@ -35,7 +35,13 @@ from syncd.broker import Outgoing
 from syncd.capture import Capture, Captured, CapturedBatch
 from syncd.config import Config, SourceConfig
 from syncd.consumer import Progress
-from syncd.errors import BrokerUnavailable, CaptureError, PublishError, SourceUnavailable
+from syncd.errors import (
+    BrokerUnavailable,
+    CaptureError,
+    PublishError,
+    SourceUnavailable,
+    first_line,
+)
 from syncd.publisher import Publisher
 from syncd.stats import Stats
 
@@ -101,8 +107,7 @@ def check_source(source: SourceConfig) -> None:
         with engine.connect():
             pass
     except sa.exc.DBAPIError as exc:
-        lines = str(exc.orig).strip().splitlines()
-        reason = lines[0] if lines else type(exc.orig).__name__
+        reason = first_line(exc.orig)
         raise SourceUnavailable(f"source {source.name} ({source.display_url}): {reason}") from exc
     finally:
         engine.dispose()

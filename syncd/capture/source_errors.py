@@ -16,7 +16,13 @@ from sqlalchemy.engine import URL
 from syncd.apply import dialect
 from syncd.apply.classify import Failure
 from syncd.config_reader import display_url
-from syncd.errors import CaptureError, PermanentApplyError, SourceUnavailable, SyncdError
+from syncd.errors import (
+    CaptureError,
+    PermanentApplyError,
+    SourceUnavailable,
+    SyncdError,
+    first_line,
+)
 
 
 def classify(url: URL, error: sa.exc.DBAPIError) -> Failure:
@@ -44,8 +50,7 @@ def translate(
     ``hint`` may name the fix for a permanent error (asked only then): it replaces the
     driver's reason in the message.
     """
-    lines = str(error.orig).strip().splitlines()
-    reason = lines[0] if lines else type(error.orig).__name__
+    reason = first_line(error.orig)
     where = f"{where} ({display_url(url)})"
     if error.connection_invalidated or classify(url, error) is not Failure.PERMANENT:
         return SourceUnavailable(f"{what}, {where}: {reason}")
