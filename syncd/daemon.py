@@ -251,7 +251,11 @@ class Reloader:
             log.warning("reload: broker settings changed; they take effect at the next restart")
         if config.sources != self.config.sources:
             log.warning("reload: sources changed; they take effect at the next restart")
-        router = Router(mappings, lambda m: appliers[m.target_database].target_columns(m))
+        router = Router(
+            mappings,
+            lambda m: appliers[m.target_database].target_columns(m),
+            lambda m, row: appliers[m.target_database].check_row(m, row),
+        )
         loop.swap(router, dict(appliers), config.apply)
         self._resubscribe({config.queue_for(s) for s in router.systems})
         old, self.appliers, self.config = self.appliers, appliers, config
@@ -275,7 +279,11 @@ class _ApplyPart:
         self.mappings = mappings
         self.appliers = appliers
         self.ledger = DeliveryLedger(config.state_dir / "deliveries.db")
-        self.router = Router(mappings, lambda m: appliers[m.target_database].target_columns(m))
+        self.router = Router(
+            mappings,
+            lambda m: appliers[m.target_database].target_columns(m),
+            lambda m, row: appliers[m.target_database].check_row(m, row),
+        )
         self.broker = StompBroker(config.broker)
         for system in self.router.systems:
             self.broker.subscribe(config.queue_for(system))

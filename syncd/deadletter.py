@@ -6,12 +6,12 @@ event alone as JSON, so that its neighbours are not dead-lettered (or replayed) 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from syncd import jsonvalue
 from syncd.broker import Message, Outgoing
 
 
@@ -53,7 +53,7 @@ def dead_letter(
     headers = message.carried_headers()
     body = message.body
     if event_index is not None:
-        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        body = jsonvalue.dumps(event).encode()
         headers["syncd-event-index"] = str(event_index)
         headers.pop("content-length", None)
     headers.update(

@@ -7,10 +7,11 @@ without failing its neighbours.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from syncd import jsonvalue
 from syncd.errors import DecodeError
 
 OPS = {"c": "create", "u": "update", "d": "delete", "r": "snapshot read", "t": "truncate"}
@@ -35,6 +36,9 @@ class ChangeEvent:
     # Columns the source could not send (PostgreSQL TOASTed values an update left unchanged):
     # left out of ``after``, so the target keeps what it has.
     unavailable: tuple[str, ...] = ()
+    # A row value is NaN or ±Infinity (which not every target column can hold): checked
+    # against the target's columns before applying. False for nearly every event.
+    non_finite: bool = False
 
     @property
     def is_delete(self) -> bool:
@@ -65,23 +69,52 @@ def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]
         # UTF-8 as the contract says, without json's sniffing for UTF-16/32 and BOMs (1.6 µs
         # of a message's ~25); a body that does not start like JSON gets the sniffing.
         text = body.decode() if isinstance(body, bytes) and body[:1] in _JSON_STARTS else body
-        document = json.loads(text)
+        # Numbers with a fraction or exponent decode as exact Decimals: every digit arrives.
+        document = jsonvalue.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"message body is not JSON: {exc}") from exc
     except RecursionError as exc:  # a hostile body must not take the daemon down with it
         raise DecodeError("message body is JSON nested too deeply to decode") from exc
+    # Only a body that spells NaN or Infinity somewhere can hold one: the others skip the walk.
+    finite = (
+        "NaN" not in text and "Infinity" not in text
+        if isinstance(text, str)
+        else b"NaN" not in text and b"Infinity" not in text
+    )
     if isinstance(document, list):
         if not document:
             raise DecodeError("message body is an empty JSON array: no change event in it")
-        return [_decode_slot(element, None) for element in document]
-    return [_decode_slot(document, event_id)]
+        return [_decode_slot(element, None, finite) for element in document]
+    return [_decode_slot(document, event_id, finite)]
 
 
-def _decode_slot(element: Any, event_id: str | None) -> Decoded:
+def _decode_slot(element: Any, event_id: str | None, finite: bool) -> Decoded:
     try:
-        return decode_event(element, event_id)
+        event = decode_event(element, event_id)
+        if not finite:
+            event.non_finite = _check_documents(event)
+        return event
     except DecodeError as exc:
         return BadEvent(exc, element)
+
+
+def _check_documents(event: ChangeEvent) -> bool:
+    """Whether a row value is NaN or ±Infinity; DecodeError if a JSON document holds one.
+
+    No JSON column can store a document with NaN in it; a bare NaN or Infinity (a float
+    column's value) is fine where the target column holds it. PostgreSQL's spelling as text
+    ('NaN', as capture sends a numeric NaN) counts too: not every numeric column reads it.
+    """
+    bare = False
+    for row in (event.before, event.after):
+        for column, value in (row or {}).items():
+            if isinstance(value, dict | list) and jsonvalue.non_finite_inside(value):
+                raise DecodeError(
+                    f"column {column!r} holds a JSON document with NaN or Infinity in it, "
+                    "which JSON cannot hold: send the number as text"
+                )
+            bare = bare or jsonvalue.is_non_finite(value) or jsonvalue.is_non_finite_text(value)
+    return bare
 
 
 def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
@@ -166,7 +199,7 @@ def _kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return f"the number {value}"
     if isinstance(value, str):
         return f"the text {value[:40]!r}"

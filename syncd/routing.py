@@ -19,11 +19,15 @@ class Router:
         self,
         mappings: Sequence[Mapping],
         target_columns: Callable[[Mapping], frozenset[str]] | None = None,
+        check_row: Callable[[Mapping, dict[str, Any]], None] | None = None,
     ):
+        """``check_row(mapping, target row)`` raises MappingApplyError for a row the target
+        cannot hold; asked only of events with NaN or ±Infinity in them."""
         self._by_system: dict[str, list[Mapping]] = defaultdict(list)
         for mapping in mappings:
             self._by_system[mapping.source_system].append(mapping)
         self._target_columns = target_columns
+        self._check_row = check_row
         self._cache: dict[tuple[str, str | None, str], list[Mapping]] = {}
 
     @property
@@ -93,6 +97,8 @@ class Router:
                     f"{mapping.target_table} has no column {', '.join(unknown)}; map the source "
                     "column in the mapping's columns (or add the column to the table)"
                 )
+        if event.non_finite and self._check_row is not None and not delete:
+            self._check_row(mapping, target_row)
         unavailable = () if delete else _mapped(mapping, event.unavailable)
         return Change(
             mapping=mapping,

@@ -17,12 +17,15 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.engine import Connection, Engine
 
+from syncd import jsonvalue
 from syncd.apply import core
 from syncd.apply.classify import Failure, classify_mysql
 from syncd.apply.core import PositionAdvancer
 
 __all__ = [
+    "binder",
     "cancel",
+    "check_row",
     "classify",
     "engine",
     "insert",
@@ -170,7 +173,28 @@ def _locked_positions(
     return stored
 
 
-upserter = core.upserter_from(upsert_statement)
+# PyMySQL writes a Decimal as its digits. NaN and ±Infinity, which MySQL cannot hold, never
+# get here: check_row dead-letters the event first.
+upserter = core.upserter_from(upsert_statement, core.any_column)
+
+
+binder = core.any_column  # psycopg2/PyMySQL bind a Decimal as its digits
+
+
+def check_row(row: dict[str, Any], types: core.ColumnTypes) -> str | None:
+    """Why ``row`` cannot be written (a number MySQL cannot hold: NaN, ±Infinity), or None.
+
+    Also the text 'NaN' (as capture sends a numeric NaN) for a numeric column; a text column
+    takes it as text.
+    """
+    for column, value in row.items():
+        if jsonvalue.is_non_finite(value):
+            return f"column {column}: MariaDB/MySQL cannot hold {jsonvalue.non_finite_text(value)}"
+        if jsonvalue.is_non_finite_text(value) and isinstance(
+            types.get(column), sa.Numeric | sa.Float
+        ):
+            return f"column {column} ({types[column]}): MariaDB/MySQL cannot hold {value}"
+    return None
 
 
 position_reader = core.position_reader

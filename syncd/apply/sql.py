@@ -7,7 +7,6 @@ at the edge, into ``TargetUnavailable`` or ``PermanentApplyError``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -21,18 +20,26 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.engine import Connection, Engine
 
+from syncd import jsonvalue
 from syncd.apply import core, mysql, postgresql, sqlite
 from syncd.apply.classify import Failure
-from syncd.apply.core import Upsert, bindable
+from syncd.apply.core import Upsert
 from syncd.apply.deadline import Deadline
 from syncd.apply.plan import TABLE_KEY, Change, KeyAction, Verdict, plan_batch, position_guard
-from syncd.errors import PermanentApplyError, Problem, TargetOutage, TargetUnavailable
+from syncd.errors import (
+    MappingApplyError,
+    PermanentApplyError,
+    Problem,
+    TargetOutage,
+    TargetUnavailable,
+)
 from syncd.mapping import Mapping
 
 log = logging.getLogger(__name__)
 
-# Each module: engine(url, timeout_s), cancel(dbapi_connection), classify(error), and the
-# statements of syncd.apply.core: position_reader, position_advancer and upserter.
+# Each module: engine(url, timeout_s), cancel(dbapi_connection), classify(error), the
+# statements of syncd.apply.core: position_reader, position_advancer and upserter, and
+# binder(column type) and check_row(row, column types) for the values it cannot take as they are.
 DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite, "mysql": mysql}
 
 
@@ -79,6 +86,7 @@ class Target:
     table: sa.TableClause
     columns: frozenset[str]
     key: tuple[str, ...]
+    types: dict[str, Any]  # column -> its SQLAlchemy type, as reflected
 
 
 def split_table_name(name: str) -> tuple[str | None, str]:
@@ -156,6 +164,19 @@ class SqlApplier:
     def target_columns(self, mapping: Mapping) -> frozenset[str]:
         return self._targets[mapping.name].columns
 
+    def check_row(self, mapping: Mapping, row: dict[str, Any]) -> None:
+        """MappingApplyError if the target cannot hold a value of ``row`` (NaN, ±Infinity).
+
+        Asked of events that carry such values only, before they are batched: the event is
+        dead-lettered alone, naming the column, instead of failing its batch in the database.
+        """
+        target = self._targets.get(mapping.name)
+        problem = None if target is None else self._dialect.check_row(row, target.types)
+        if problem:
+            raise MappingApplyError(
+                f"mapping {mapping.name}: {self.name}.{mapping.target_table} {problem}"
+            )
+
     def _describe(
         self, inspector: sa.Inspector, mapping: Mapping, problems: list[Problem]
     ) -> Target | None:
@@ -169,7 +190,8 @@ class SqlApplier:
         if not inspector.has_table(name, schema=schema):
             problem(f"target table {where} does not exist; create it first")
             return None
-        columns = [c["name"] for c in inspector.get_columns(name, schema=schema)]
+        described = inspector.get_columns(name, schema=schema)
+        columns = [c["name"] for c in described]
         present = set(columns)
         wanted = [c.target for c in mapping.columns or ()] + list(mapping.target_key)
         if mapping.on_delete.soft_column:
@@ -186,7 +208,8 @@ class SqlApplier:
                 "upserts need one: add it, or change the mapping's key"
             )
         table = sa.table(name, *(sa.column(c) for c in columns), schema=schema)
-        return Target(table, frozenset(present), mapping.target_key)
+        types = {c["name"]: c["type"] for c in described}
+        return Target(table, frozenset(present), mapping.target_key, types)
 
     @staticmethod
     def _has_unique_key(
@@ -307,7 +330,9 @@ class SqlApplier:
             if change.key not in marked or not change.row:
                 continue
             fill = {
-                column: sa.func.coalesce(target.table.c[column], bindable(value))
+                column: sa.func.coalesce(
+                    target.table.c[column], self._dialect.binder(target.types.get(column))(value)
+                )
                 for column, value in change.row.items()
                 if column not in target.key and column in target.columns
             }
@@ -362,7 +387,9 @@ class SqlApplier:
         ).scalars()
         survivors = [
             KeyAction(
-                key, mapping.to_target_row(dict(zip(mapping.key, json.loads(key), strict=True))), 0
+                key,
+                mapping.to_target_row(dict(zip(mapping.key, jsonvalue.loads(key), strict=True))),
+                0,
             )
             for key in newer
         ]
@@ -412,7 +439,7 @@ class SqlApplier:
         cache_key = (target.table.name, target.table.schema, columns)
         upsert = self._upserts.get(cache_key)
         if upsert is None:
-            upsert = self._dialect.upserter(target.table, target.key, columns)
+            upsert = self._dialect.upserter(target.table, target.key, columns, target.types)
             self._upserts[cache_key] = upsert
         return upsert
 

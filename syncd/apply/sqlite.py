@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +16,9 @@ from syncd.apply import core
 from syncd.apply.classify import Failure, classify_sqlite
 
 __all__ = [
+    "binder",
     "cancel",
+    "check_row",
     "classify",
     "engine",
     "insert",
@@ -93,7 +97,50 @@ def position_advancer(table: sa.Table) -> core.PositionAdvancer:
     return advance
 
 
-upserter = core.upserter_from(upsert_statement)
+def binder(column_type: Any) -> core.Binder:
+    """How a value is bound for a column of ``column_type``, by the column's SQLite affinity.
+
+    sqlite3 binds no Decimal. A REAL column gets the nearest float; any other column the
+    number's exact text, which SQLite keeps as text in a TEXT (or untyped) column and converts
+    by its own rules in an INTEGER or NUMERIC one (an INTEGER if whole and within 64 bits,
+    else a REAL of about 15 significant digits). NaN, which SQLite would store as NULL, is
+    written as the text 'NaN'; ±Infinity is a REAL SQLite holds.
+    """
+    real = affinity(column_type) == "REAL"
+
+    def bind(value: Any) -> Any:
+        kind = type(value)
+        if kind is Decimal:
+            if value.is_nan():
+                return "NaN"
+            return float(value) if real or not value.is_finite() else str(value)
+        if kind is float and math.isnan(value):
+            return "NaN"
+        return core.bindable(value)
+
+    return bind
+
+
+def affinity(column_type: Any) -> str:
+    """SQLite's affinity of a declared column type (sqlite.org/datatype3.html, 3.1)."""
+    declared = "" if column_type is None else str(column_type).upper()
+    if "INT" in declared:
+        return "INTEGER"
+    if any(word in declared for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if declared in ("", "NULL") or "BLOB" in declared:
+        return "BLOB"
+    if any(word in declared for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+upserter = core.upserter_from(upsert_statement, binder)
+
+
+def check_row(row: dict[str, Any], types: core.ColumnTypes) -> str | None:
+    """SQLite holds every value in some form (see ``binder``)."""
+    return None
 
 
 position_reader = core.position_reader
