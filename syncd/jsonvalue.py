@@ -22,7 +22,29 @@ from typing import Any
 
 import simplejson
 
-_DECODER = json.JSONDecoder(parse_float=Decimal)
+# Past this many places a number is written in exponent form: a hostile 1e999999999 must not
+# become a billion zeros. PostgreSQL's numeric holds 16,383 places after the point.
+_PLAIN_PLACES = 16_383
+
+
+class Number(Decimal):
+    """A JSON number with a fraction or an exponent, exactly as sent.
+
+    Written back in plain digits, as PostgreSQL writes a numeric — ``0.0000000000`` and
+    ``0.0000001``, not Decimal's ``0E-10`` and ``1E-7`` — with the scale it came with
+    (``2.50``). Arithmetic on it gives a plain Decimal.
+    """
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        exponent = self.as_tuple().exponent
+        if isinstance(exponent, int) and -_PLAIN_PLACES <= exponent <= _PLAIN_PLACES:
+            return format(self, "f")
+        return super().__str__()  # NaN, ±Infinity, or too far out for plain digits
+
+
+_DECODER = json.JSONDecoder(parse_float=Number)
 
 # Compact, UTF-8 as is: message bodies (capture, publish, dead letters). NaN is written as
 # Python's json writes it, so a body that came with NaN leaves as it came.
@@ -35,7 +57,7 @@ _SPACED = simplejson.JSONEncoder(ensure_ascii=False, use_decimal=True, allow_nan
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON text; numbers with a fraction or exponent become exact ``Decimal``s."""
+    """Parse JSON text; numbers with a fraction or exponent become exact ``Number``s."""
     if isinstance(text, bytes | bytearray):
         text = text.decode()
     return _DECODER.decode(text)

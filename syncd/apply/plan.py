@@ -56,7 +56,7 @@ def key_text(values: Sequence[Any]) -> str:
             return f"[{value}]"
         if type(value) is str:
             return f"[{_encode_string(value)}]"
-    return jsonvalue.dumps([_key_number(v) if type(v) is Decimal else v for v in values])
+    return jsonvalue.dumps([_key_number(v) if isinstance(v, Decimal) else v for v in values])
 
 
 def _key_number(value: Decimal) -> Decimal | float:

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection, Engine
 
+from syncd import jsonvalue
 from syncd.apply import core
 from syncd.apply.classify import Failure, classify_sqlite
 
@@ -100,25 +101,31 @@ def position_advancer(table: sa.Table) -> core.PositionAdvancer:
 def binder(column_type: Any) -> core.Binder:
     """How a value is bound for a column of ``column_type``, by the column's SQLite affinity.
 
-    sqlite3 binds no Decimal. A REAL column gets the nearest float; any other column the
-    number's exact text, which SQLite keeps as text in a TEXT (or untyped) column and converts
-    by its own rules in an INTEGER or NUMERIC one (an INTEGER if whole and within 64 bits,
-    else a REAL of about 15 significant digits). NaN, which SQLite would store as NULL, is
-    written as the text 'NaN'; ±Infinity is a REAL SQLite holds.
+    sqlite3 binds no Decimal. A REAL column gets the nearest float (±Infinity too, also
+    from their text); any other column the number's exact text, which SQLite keeps as text
+    in a TEXT (or untyped) column and converts by its own rules in an INTEGER or NUMERIC one:
+    an INTEGER if whole and within 64 bits, else a REAL of 15 significant digits. NaN, which
+    SQLite would store as NULL, is the text 'NaN' everywhere; outside REAL columns ±Infinity
+    are the text 'Infinity' / '-Infinity' too, as a numeric's text arrives from capture.
     """
     real = affinity(column_type) == "REAL"
 
     def bind(value: Any) -> Any:
         kind = type(value)
-        if kind is Decimal:
-            if value.is_nan():
-                return "NaN"
-            return float(value) if real or not value.is_finite() else str(value)
-        if kind is float and math.isnan(value):
-            return "NaN"
+        if isinstance(value, Decimal):
+            if value.is_nan() or not (real or value.is_finite()):
+                return jsonvalue.non_finite_text(value)
+            return float(value) if real else str(value)
+        if kind is float and not math.isfinite(value):
+            return value if real and not math.isnan(value) else jsonvalue.non_finite_text(value)
+        if real and kind is str and value in _INFINITIES:
+            return float(value)
         return core.bindable(value)
 
     return bind
+
+
+_INFINITIES = frozenset({"Infinity", "-Infinity"})
 
 
 def affinity(column_type: Any) -> str:
