@@ -254,7 +254,7 @@ class Reloader:
         router = Router(
             mappings,
             lambda m: appliers[m.target_database].target_columns(m),
-            lambda m, row: appliers[m.target_database].check_row(m, row),
+            lambda m, key, row: appliers[m.target_database].check_row(m, key, row),
         )
         loop.swap(router, dict(appliers), config.apply)
         self._resubscribe({config.queue_for(s) for s in router.systems})
@@ -282,7 +282,7 @@ class _ApplyPart:
         self.router = Router(
             mappings,
             lambda m: appliers[m.target_database].target_columns(m),
-            lambda m, row: appliers[m.target_database].check_row(m, row),
+            lambda m, key, row: appliers[m.target_database].check_row(m, key, row),
         )
         self.broker = StompBroker(config.broker)
         for system in self.router.systems:

@@ -19,10 +19,10 @@ class Router:
         self,
         mappings: Sequence[Mapping],
         target_columns: Callable[[Mapping], frozenset[str]] | None = None,
-        check_row: Callable[[Mapping, dict[str, Any]], None] | None = None,
+        check_row: Callable[[Mapping, str, dict[str, Any]], None] | None = None,
     ):
-        """``check_row(mapping, target row)`` raises MappingApplyError for a row the target
-        cannot hold; asked only of events with NaN or ±Infinity in them."""
+        """``check_row(mapping, key text, target row)`` raises MappingApplyError for a row the
+        target cannot hold; asked only of events with NaN or ±Infinity in them."""
         self._by_system: dict[str, list[Mapping]] = defaultdict(list)
         for mapping in mappings:
             self._by_system[mapping.source_system].append(mapping)
@@ -98,7 +98,7 @@ class Router:
                     "column in the mapping's columns (or add the column to the table)"
                 )
         if event.non_finite and self._check_row is not None and not delete:
-            self._check_row(mapping, target_row)
+            self._check_row(mapping, key, target_row)
         unavailable = () if delete else _mapped(mapping, event.unavailable)
         return Change(
             mapping=mapping,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import pymysql
@@ -173,12 +174,27 @@ def _locked_positions(
     return stored
 
 
-# PyMySQL writes a Decimal as its digits. NaN and ±Infinity, which MySQL cannot hold, never
-# get here: check_row dead-letters the event first.
-upserter = core.upserter_from(upsert_statement, core.any_column)
+def binder(column_type: Any) -> core.Binder:
+    """PyMySQL writes a Decimal (and an int) as its digits — exact for DECIMAL columns.
+
+    A FLOAT or DOUBLE column gets the nearest float instead: MariaDB reads a long literal
+    as a DECIMAL of at most 65 digits first, so -1.7976931348623157e+308 written out in full
+    (as PostgreSQL's to_jsonb writes a double) would land as -1e+65.
+    """
+    if not isinstance(column_type, sa.Float):
+        return core.bindable
+
+    def bind(value: Any) -> Any:
+        if isinstance(value, Decimal) or type(value) is int:
+            return float(value)
+        return core.bindable(value)
+
+    return bind
 
 
-binder = core.any_column  # psycopg2/PyMySQL bind a Decimal as its digits
+# NaN and ±Infinity, which MySQL cannot hold, never get here: check_row dead-letters the
+# event first.
+upserter = core.upserter_from(upsert_statement, binder)
 
 
 def check_row(row: dict[str, Any], types: core.ColumnTypes) -> str | None:

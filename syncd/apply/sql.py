@@ -164,7 +164,7 @@ class SqlApplier:
     def target_columns(self, mapping: Mapping) -> frozenset[str]:
         return self._targets[mapping.name].columns
 
-    def check_row(self, mapping: Mapping, row: dict[str, Any]) -> None:
+    def check_row(self, mapping: Mapping, key: str, row: dict[str, Any]) -> None:
         """MappingApplyError if the target cannot hold a value of ``row`` (NaN, ±Infinity).
 
         Asked of events that carry such values only, before they are batched: the event is
@@ -174,7 +174,7 @@ class SqlApplier:
         problem = None if target is None else self._dialect.check_row(row, target.types)
         if problem:
             raise MappingApplyError(
-                f"mapping {mapping.name}: {self.name}.{mapping.target_table} {problem}"
+                f"mapping {mapping.name} key {key}: {self.name}.{mapping.target_table} {problem}"
             )
 
     def _describe(

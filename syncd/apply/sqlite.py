@@ -107,6 +107,7 @@ def binder(column_type: Any) -> core.Binder:
     an INTEGER if whole and within 64 bits, else a REAL of 15 significant digits. NaN, which
     SQLite would store as NULL, is the text 'NaN' everywhere; outside REAL columns ±Infinity
     are the text 'Infinity' / '-Infinity' too, as a numeric's text arrives from capture.
+    An integer past 64 bits is bound like a Decimal (sqlite3 cannot bind it).
     """
     real = affinity(column_type) == "REAL"
 
@@ -118,6 +119,9 @@ def binder(column_type: Any) -> core.Binder:
             return float(value) if real else str(value)
         if kind is float and not math.isfinite(value):
             return value if real and not math.isnan(value) else jsonvalue.non_finite_text(value)
+        if kind is int and not _INT64_MIN <= value <= _INT64_MAX:
+            # sqlite3 raises OverflowError past 64 bits: the digits, as for a Decimal.
+            return float(value) if real else str(value)
         if real and kind is str and value in _INFINITIES:
             return float(value)
         return core.bindable(value)
@@ -126,6 +130,7 @@ def binder(column_type: Any) -> core.Binder:
 
 
 _INFINITIES = frozenset({"Infinity", "-Infinity"})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def affinity(column_type: Any) -> str:

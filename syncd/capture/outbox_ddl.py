@@ -52,8 +52,9 @@ class SourceTable:
     key: tuple[str, ...]  # primary key columns, in key order
     columns: tuple[str, ...] = ()  # every column, in table order
     binary: frozenset[str] = field(default_factory=frozenset)  # columns holding bytes
-    # PostgreSQL columns that to_jsonb alters: json (kept as its text) and real / double
-    # precision (a jsonb number has no negative zero: -0 is kept as the text '-0').
+    # PostgreSQL columns that travel as their text, as logical capture sends them: json and
+    # jsonb (to_jsonb would respace, reorder and dedupe json; a jsonb string document would
+    # be taken for its text), and real / double precision's -0 (a jsonb number has none).
     json: frozenset[str] = field(default_factory=frozenset)
     floats: frozenset[str] = field(default_factory=frozenset)
 
@@ -249,25 +250,37 @@ DECLARE
     row_key jsonb := '[]';
     key_column text;
     kept_column text;
-    is_json boolean;
+    is_document boolean;
     kept text;
 BEGIN
     IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
     IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
-    -- What to_jsonb alters travels as its text: a json column (jsonb would respace, reorder
-    -- and dedupe it) and a float's negative zero (a jsonb number has none).
-    FOR kept_column, is_json IN SELECT attname, atttypid = 'json'::regtype FROM pg_attribute
-            WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped
-            AND atttypid IN ('json'::regtype, 'float4'::regtype, 'float8'::regtype) LOOP
-        IF old_row ->> kept_column IS NOT NULL THEN
-            kept := (row_to_json(OLD) -> kept_column)::text;
-            IF is_json OR kept = '-0' THEN
+    -- json and jsonb travel as their text, as logical capture sends them (to_jsonb would
+    -- respace, reorder and dedupe json, and make a JSON null of a json 'null'); so does a
+    -- float's -0 (a jsonb number has none).
+    FOR kept_column, is_document IN SELECT attname, atttypid IN ('json'::regtype,
+            'jsonb'::regtype) FROM pg_attribute
+            WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped AND atttypid IN
+            ('json'::regtype, 'jsonb'::regtype, 'float4'::regtype, 'float8'::regtype) LOOP
+        IF old_row IS NOT NULL THEN
+            IF is_document THEN
+                EXECUTE 'SELECT ($1).' || quote_ident(kept_column) || '::text'
+                    USING OLD INTO kept;
+            ELSE
+                kept := (row_to_json(OLD) -> kept_column)::text;
+            END IF;
+            IF kept IS NOT NULL AND (is_document OR kept = '-0') THEN
                 old_row := jsonb_set(old_row, ARRAY[kept_column], to_jsonb(kept));
             END IF;
         END IF;
-        IF new_row ->> kept_column IS NOT NULL THEN
-            kept := (row_to_json(NEW) -> kept_column)::text;
-            IF is_json OR kept = '-0' THEN
+        IF new_row IS NOT NULL THEN
+            IF is_document THEN
+                EXECUTE 'SELECT ($1).' || quote_ident(kept_column) || '::text'
+                    USING NEW INTO kept;
+            ELSE
+                kept := (row_to_json(NEW) -> kept_column)::text;
+            END IF;
+            IF kept IS NOT NULL AND (is_document OR kept = '-0') THEN
                 new_row := jsonb_set(new_row, ARRAY[kept_column], to_jsonb(kept));
             END IF;
         END IF;
@@ -321,7 +334,7 @@ $syncd$"""
         ]
 
     def row_json(self, row: str, table: SourceTable) -> str:
-        # As capture_function makes it: to_jsonb of every column, json columns as their text;
+        # As capture_function makes it: to_jsonb of every column, json(b) columns as text;
         # then as text, which syncd parses keeping every digit (psycopg2 would make floats).
         if not table.json and not table.floats:
             return f"to_jsonb({row})::text"

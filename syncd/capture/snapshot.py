@@ -55,7 +55,6 @@ from typing import Any, Protocol
 
 import psycopg2
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
@@ -322,9 +321,7 @@ def _outbox_table(
         json=frozenset(
             c["name"]
             for c in described
-            if isinstance(sql, PostgresOutbox)
-            and isinstance(c["type"], sa.JSON)
-            and not isinstance(c["type"], postgresql.JSONB)
+            if isinstance(sql, PostgresOutbox) and isinstance(c["type"], sa.JSON)
         ),
         floats=frozenset(
             c["name"]
