@@ -73,6 +73,13 @@ def dumps_spaced(value: Any) -> str:
     return _SPACED.encode(value)
 
 
+def dumps_indented(value: Any) -> str:
+    """JSON text indented for people to read (``syncd dlq show``), every digit kept."""
+    return simplejson.dumps(
+        value, indent=2, ensure_ascii=False, use_decimal=True, allow_nan=True, default=str
+    )
+
+
 def is_non_finite(value: Any) -> bool:
     """NaN or ±Infinity, as a float or a Decimal."""
     if type(value) is float:
