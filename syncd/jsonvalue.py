@@ -44,7 +44,19 @@ class Number(Decimal):
         return super().__str__()  # NaN, ±Infinity, or too far out for plain digits
 
 
-_DECODER = json.JSONDecoder(parse_float=Number)
+def _number(text: str) -> Decimal:
+    """The exact value of a JSON number's text with a fraction or an exponent.
+
+    A plain Decimal — which simplejson writes from C, without a call back into Python —
+    unless Decimal's own text would be in exponent form: an exponent in the text, or six
+    zeros after the point (``0.0000001`` is ``1E-7``, ``0.0000000000`` is ``0E-10``).
+    """
+    if "e" in text or "E" in text or text.startswith(("0.000000", "-0.000000")):
+        return Number(text)
+    return Decimal(text)
+
+
+_DECODER = json.JSONDecoder(parse_float=_number)
 
 # Compact, UTF-8 as is: message bodies (capture, publish, dead letters). NaN is written as
 # Python's json writes it, so a body that came with NaN leaves as it came.
@@ -57,7 +69,7 @@ _SPACED = simplejson.JSONEncoder(ensure_ascii=False, use_decimal=True, allow_nan
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON text; numbers with a fraction or exponent become exact ``Number``s."""
+    """Parse JSON text; numbers with a fraction or an exponent become exact Decimals."""
     if isinstance(text, bytes | bytearray):
         text = text.decode()
     return _DECODER.decode(text)
