@@ -155,9 +155,12 @@ def check_row(row: dict[str, Any], types: core.ColumnTypes) -> str | None:
         number = jsonvalue.is_non_finite(value)
         if number or jsonvalue.is_non_finite_text(value):
             column_type = types.get(column)
-            if not isinstance(column_type, sa.Numeric | sa.Float | sa.String):
-                spelled = jsonvalue.non_finite_text(value) if number else value
-                return f"column {column} ({column_type}) cannot hold {spelled}"
+            spelled = jsonvalue.non_finite_text(value) if number else value
+            if isinstance(column_type, sa.Numeric | sa.Float | sa.String):
+                continue
+            if not number and spelled != "NaN" and isinstance(column_type, sa.Date | sa.DateTime):
+                continue  # dates and timestamps read the text 'Infinity' and '-Infinity'
+            return f"column {column} ({column_type}) cannot hold {spelled}"
     return None
 
 

@@ -148,6 +148,9 @@ def test_postgresql_dead_letters_nan_for_columns_that_cannot_hold_it() -> None:
     assert postgresql.check_row({"n": float("nan"), "r": Decimal("Infinity")}, types) is None
     assert "cannot hold NaN" in (postgresql.check_row({"i": float("nan")}, types) or "")
     assert "cannot hold -Infinity" in (postgresql.check_row({"j": "-Infinity"}, types) or "")
+    types["at"] = pg_types.TIMESTAMP()
+    assert postgresql.check_row({"at": "-Infinity"}, types) is None  # timestamps read it
+    assert "cannot hold NaN" in (postgresql.check_row({"at": "NaN"}, types) or "")
 
 
 def test_mysql_dead_letters_every_nan_and_infinity_in_a_number_column() -> None:
