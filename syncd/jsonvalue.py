@@ -5,8 +5,8 @@ and ``2.50`` as ``2.5``. syncd reads every number with a fraction or an exponent
 ``Decimal`` instead (integers are exact already), and writes a ``Decimal`` back as its own
 digits — ``2.50`` stays ``2.50`` — so a value reaches a ``numeric`` column, or a JSON document,
 with every digit it was sent with. The standard library's C encoder cannot write a Decimal as a
-number; simplejson's can (``use_decimal``), at about 1.5 µs an event more than ``json.dumps``
-of floats (``bench/decode_cost.py``).
+number; simplejson's can (``use_decimal``), from C: ``bench/decode_cost.py`` measures what it
+costs per event (README, Performance).
 
 ``NaN``, ``Infinity`` and ``-Infinity`` — not JSON, but what Python's ``json.dumps`` writes for
 non-finite floats — are read as floats; a document nested in a row value cannot hold them (see
@@ -71,7 +71,8 @@ _SPACED = simplejson.JSONEncoder(ensure_ascii=False, use_decimal=True, allow_nan
 def loads(text: str | bytes) -> Any:
     """Parse JSON text; numbers with a fraction or an exponent become exact Decimals."""
     if isinstance(text, bytes | bytearray):
-        text = text.decode()
+        # As json.loads reads bytes: UTF-8, -16 or -32, by the first bytes.
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
     return _DECODER.decode(text)
 
 
