@@ -4,7 +4,6 @@ capture (install, uninstall), snapshot and mappings (test)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -17,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from syncd import dlq
+from syncd import dlq, jsonvalue
 from syncd.broker import Outgoing
 from syncd.capture import Captured
 from syncd.config import Config, SourceConfig, load_config
@@ -521,7 +520,7 @@ def _publish(config: Config, args: argparse.Namespace) -> int:
                 if not line.strip():
                     continue
                 try:
-                    event = decode_event(json.loads(line))
+                    event = decode_event(jsonvalue.loads(line))
                 except (ValueError, RecursionError, DecodeError) as exc:
                     rejected.append(f"{name}:{number}: {exc}")
                     continue

@@ -87,6 +87,7 @@ def router_for(mappings: Sequence[Mapping], appliers: dict[str, SqlApplier]) -> 
         mappings,
         lambda m: appliers[m.target_database].target_columns(m),
         lambda m: appliers[m.target_database].target_limits(m),
+        lambda m, key, row: appliers[m.target_database].check_row(m, key, row),
     )
 
 

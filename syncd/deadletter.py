@@ -6,13 +6,13 @@ event alone as JSON, so that its neighbours are not dead-lettered (or replayed) 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from syncd import jsonvalue
 from syncd.broker import Message, Outgoing
 
 
@@ -57,9 +57,9 @@ def event_body(event: Any) -> bytes | None:
     is what the publisher sent. None for an event nested too deeply to encode again.
     """
     try:
-        return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        return jsonvalue.dumps(event).encode()  # every digit as it came
     except UnicodeEncodeError:
-        return json.dumps(event, separators=(",", ":")).encode()
+        return jsonvalue.dumps_ascii(event).encode()
     except (RecursionError, ValueError, TypeError):
         return None
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
+from syncd import jsonvalue
 from syncd.broker import DELIVERY_HEADERS, Message, Outgoing
 from syncd.broker.queues import DEFAULT_BROWSE_LIMIT, Moved, QueueTool
 from syncd.config import Config
@@ -294,7 +295,7 @@ def pretty_body(body: bytes) -> str:
     """The body pretty-printed if it is JSON, else as text (undecodable bytes replaced)."""
     text = body.decode("utf-8", errors="replace")
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        return jsonvalue.dumps_indented(jsonvalue.loads(text))  # every digit as it came
     except ValueError:
         return text
 

@@ -7,10 +7,11 @@ without failing its neighbours.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from syncd import jsonvalue
 from syncd.errors import DecodeError
 from syncd.values import body_text, hidden_characters, may_hide_characters
 
@@ -39,6 +40,9 @@ class ChangeEvent:
     # Where the event's text holds NUL characters, which some targets cannot store: each
     # target's router checks (syncd.values); almost always empty.
     nul_at: tuple[str, ...] = ()
+    # A row value is NaN or ±Infinity (which not every target column can hold): checked
+    # against the target's columns before applying. False for nearly every event.
+    non_finite: bool = False
 
     @property
     def is_delete(self) -> bool:
@@ -71,28 +75,53 @@ def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]
         text = body_text(body)
         if not text.strip():
             raise DecodeError("message body is empty: no change event in it")
-        document = json.loads(text)
+        # Numbers with a fraction or exponent decode as exact Decimals: every digit arrives.
+        document = jsonvalue.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"message body is not JSON: {exc}") from exc
     except RecursionError as exc:  # a hostile body must not take the daemon down with it
         raise DecodeError("message body is JSON nested too deeply to decode") from exc
     suspect = may_hide_characters(text)
+    # Only a body that spells NaN or Infinity somewhere can hold one: the others skip the walk.
+    finite = "NaN" not in text and "Infinity" not in text
     if isinstance(document, list):
         if not document:
             raise DecodeError("message body is an empty JSON array: no change event in it")
-        return [_decode_slot(element, None, suspect) for element in document]
-    return [_decode_slot(document, event_id, suspect)]
+        return [_decode_slot(element, None, suspect, finite) for element in document]
+    return [_decode_slot(document, event_id, suspect, finite)]
 
 
-def _decode_slot(element: Any, event_id: str | None, suspect: bool) -> Decoded:
-    """``suspect``: the body has escapes that may hide lone surrogates or NULs (syncd.values)."""
+def _decode_slot(element: Any, event_id: str | None, suspect: bool, finite: bool) -> Decoded:
+    """``suspect``: the body has escapes that may hide lone surrogates or NULs (syncd.values);
+    ``finite``: it spells no NaN or Infinity anywhere."""
     try:
         event = decode_event(element, event_id)
         if suspect:
             event.nul_at = hidden_characters(event.raw)
+        if not finite:
+            event.non_finite = _check_documents(event)
         return event
     except DecodeError as exc:
         return BadEvent(exc, element)
+
+
+def _check_documents(event: ChangeEvent) -> bool:
+    """Whether a row value is NaN or ±Infinity; DecodeError if a JSON document holds one.
+
+    No JSON column can store a document with NaN in it; a bare NaN or Infinity (a float
+    column's value) is fine where the target column holds it. PostgreSQL's spelling as text
+    ('NaN', as capture sends a numeric NaN) counts too: not every numeric column reads it.
+    """
+    bare = False
+    for row in (event.before, event.after):
+        for column, value in (row or {}).items():
+            if isinstance(value, dict | list) and jsonvalue.non_finite_inside(value):
+                raise DecodeError(
+                    f"column {column!r} holds a JSON document with NaN or Infinity in it, "
+                    "which JSON cannot hold: send the number as text"
+                )
+            bare = bare or jsonvalue.is_non_finite(value) or jsonvalue.is_non_finite_text(value)
+    return bare
 
 
 def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
@@ -181,7 +210,7 @@ def _kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return f"the number {value}"
     if isinstance(value, str):
         return f"the text {value[:40]!r}"

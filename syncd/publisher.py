@@ -8,7 +8,6 @@ with a receipt: when ``publish`` returns, every event is on the broker.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -16,6 +15,7 @@ from typing import Any
 
 import tenacity
 
+from syncd import jsonvalue
 from syncd.apply.plan import key_text
 from syncd.backoff import backoff
 from syncd.broker import Outgoing
@@ -61,7 +61,7 @@ class Publisher:
     def message_for(self, event: ChangeEvent, body: bytes | None = None) -> Outgoing:
         """The message that carries ``event``: destination, group and body (``raw`` as JSON)."""
         if body is None:
-            body = json.dumps(event.raw, ensure_ascii=False, separators=(",", ":")).encode()
+            body = jsonvalue.dumps(event.raw).encode()
         group = self.group_of(event)
         # ActiveMQ keeps JMSXGroupID to itself (STOMP consumers never see it); syncd-group
         # carries the same value along, so a dead letter can be replayed into its group.

@@ -23,15 +23,19 @@ class Router:
         mappings: Sequence[Mapping],
         target_columns: Callable[[Mapping], frozenset[str]] | None = None,
         target_limits: Callable[[Mapping], TargetLimits] | None = None,
+        check_row: Callable[[Mapping, str, dict[str, Any]], None] | None = None,
     ):
         """``target_columns`` and ``target_limits``: what each mapping's target table has and
-        holds, as its applier reflected it; without them rows are not checked against it."""
+        holds, as its applier reflected it; without them rows are not checked against it.
+        ``check_row(mapping, key text, target row)`` raises MappingApplyError for a row the
+        target cannot hold; asked only of events with NaN or ±Infinity in them."""
         self._by_system: dict[str, list[Mapping]] = defaultdict(list)
         for mapping in mappings:
             self._by_system[mapping.source_system].append(mapping)
         self._target_columns = target_columns
         self._target_limits = target_limits
         self._limits_of: dict[str, TargetLimits] = {}  # by mapping name: tables reflected once
+        self._check_row = check_row
         self._cache: dict[tuple[str, str | None, str], list[Mapping]] = {}
 
     @property
@@ -119,6 +123,8 @@ class Router:
                     _unknown_columns(mapping, key, unknown, self._limits(mapping))
                 )
         check_change(self._limits(mapping), mapping, event, key, None if delete else target_row)
+        if event.non_finite and self._check_row is not None and not delete:
+            self._check_row(mapping, key, target_row)
         unavailable = () if delete else _mapped(mapping, event.unavailable)
         return Change(
             mapping=mapping,

@@ -8,12 +8,13 @@ throughput matters most, sends the same statements as driver SQL (``postgresql.p
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+
+from syncd import jsonvalue
 
 CHUNK = 500  # keys per IN list (and per SELECT … FOR UPDATE, and rows per DELETE)
 
@@ -23,6 +24,10 @@ PositionReader = Callable[[Connection, str, Sequence[str]], dict[str, int]]
 PositionAdvancer = Callable[[Connection, list[dict[str, Any]]], set[str]]
 # (conn, target rows, each a dict of the same columns) -> None
 Upsert = Callable[[Connection, list[dict[str, Any]]], None]
+# Target column -> its type as the database describes it (SQLAlchemy's reflected type)
+ColumnTypes = Mapping[str, Any]
+# value -> what the driver binds for it (one per target column, made from the column's type)
+Binder = Callable[[Any], Any]
 
 
 def position_reader(table: sa.Table) -> PositionReader:
@@ -43,28 +48,43 @@ def position_reader(table: sa.Table) -> PositionReader:
 
 def upserter_from(
     upsert_statement: Callable[[sa.TableClause, Sequence[str], Sequence[str]], Any],
-) -> Callable[[sa.TableClause, Sequence[str], Sequence[str]], Upsert]:
+    bind: Callable[[Any], Binder],
+) -> Callable[[sa.TableClause, Sequence[str], Sequence[str], ColumnTypes], Upsert]:
     """A dialect's ``upserter``, from its Core ``upsert_statement(table, key, update columns)``.
 
-    The upsert is an executemany of that one statement, built once per set of columns.
+    The upsert is an executemany of that one statement, built once per set of columns; each
+    value goes through ``bind(column type)`` for its column, made once per column.
     """
 
     def upserter(
-        table: sa.TableClause, key_columns: Sequence[str], columns: Sequence[str]
+        table: sa.TableClause,
+        key_columns: Sequence[str],
+        columns: Sequence[str],
+        types: ColumnTypes,
     ) -> Upsert:
         updates = [c for c in columns if c not in key_columns]
         statement = upsert_statement(table, key_columns, updates)
+        binders = {c: bind(types.get(c)) for c in columns}
 
         def upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
-            conn.execute(statement, [{c: bindable(v) for c, v in row.items()} for row in rows])
+            conn.execute(statement, [{c: binders[c](v) for c, v in row.items()} for row in rows])
 
         return upsert
 
     return upserter
 
 
+def any_column(_column_type: Any) -> Binder:
+    """The binder of a dialect whose driver takes every value as it is but JSON documents."""
+    return bindable
+
+
 def bindable(value: Any) -> Any:
-    """JSON objects and arrays are stored as their JSON text (json columns parse it)."""
+    """JSON objects and arrays are stored as their JSON text, every number exact.
+
+    A string is written as it is: in a json column it is the document's text (how syncd's
+    captures and Debezium send json), in a text column the text.
+    """
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
+        return jsonvalue.dumps_spaced(value)
     return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import pymysql
@@ -17,12 +18,15 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.engine import Connection, Engine
 
+from syncd import jsonvalue
 from syncd.apply import core
 from syncd.apply.classify import Failure, classify_mysql
 from syncd.apply.core import PositionAdvancer
 
 __all__ = [
+    "binder",
     "cancel",
+    "check_row",
     "classify",
     "engine",
     "insert",
@@ -183,7 +187,43 @@ def _locked_positions(
     return stored
 
 
-upserter = core.upserter_from(upsert_statement)
+def binder(column_type: Any) -> core.Binder:
+    """PyMySQL writes a Decimal (and an int) as its digits — exact for DECIMAL columns.
+
+    A FLOAT or DOUBLE column gets the nearest float instead: MariaDB reads a long literal
+    as a DECIMAL of at most 65 digits first, so -1.7976931348623157e+308 written out in full
+    (as PostgreSQL's to_jsonb writes a double) would land as -1e+65.
+    """
+    if not isinstance(column_type, sa.Float):
+        return core.bindable
+
+    def bind(value: Any) -> Any:
+        if isinstance(value, Decimal) or type(value) is int:
+            return float(value)
+        return core.bindable(value)
+
+    return bind
+
+
+# NaN and ±Infinity, which MySQL cannot hold, never get here: check_row dead-letters the
+# event first.
+upserter = core.upserter_from(upsert_statement, binder)
+
+
+def check_row(row: dict[str, Any], types: core.ColumnTypes) -> str | None:
+    """Why ``row`` cannot be written (a number MySQL cannot hold: NaN, ±Infinity), or None.
+
+    Also the text 'NaN' (as capture sends a numeric NaN) for a numeric column; a text column
+    takes it as text.
+    """
+    for column, value in row.items():
+        if jsonvalue.is_non_finite(value):
+            return f"column {column}: MariaDB/MySQL cannot hold {jsonvalue.non_finite_text(value)}"
+        if jsonvalue.is_non_finite_text(value) and isinstance(
+            types.get(column), sa.Numeric | sa.Float
+        ):
+            return f"column {column} ({types[column]}): MariaDB/MySQL cannot hold {value}"
+    return None
 
 
 position_reader = core.position_reader

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,10 +11,20 @@ from sqlalchemy import create_engine
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.engine import Connection, Engine
 
+from syncd import jsonvalue
 from syncd.apply import core
 from syncd.apply.classify import Failure, classify_postgresql
 
-__all__ = ["cancel", "classify", "engine", "position_advancer", "position_reader", "upserter"]
+__all__ = [
+    "binder",
+    "cancel",
+    "check_row",
+    "classify",
+    "engine",
+    "position_advancer",
+    "position_reader",
+    "upserter",
+]
 
 _PREPARER = postgresql_dialect.dialect().identifier_preparer  # type: ignore[no-untyped-call]
 
@@ -92,10 +101,14 @@ def position_advancer(table: sa.Table) -> core.PositionAdvancer:
 
 
 def upserter(
-    table: sa.TableClause, key_columns: Sequence[str], columns: Sequence[str]
+    table: sa.TableClause,
+    key_columns: Sequence[str],
+    columns: Sequence[str],
+    types: core.ColumnTypes,
 ) -> core.Upsert:
     quote = _PREPARER.quote
     names = ", ".join(quote(c) for c in columns)
+    values = ", ".join(_value(quote(c), types.get(c)) for c in columns)
     updates = [c for c in columns if c not in key_columns]
     action = (
         "DO UPDATE SET " + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in updates)
@@ -105,7 +118,7 @@ def upserter(
     # Each JSON value goes through its column's type, as a literal would; a JSON object or
     # array lands in a json/jsonb column as itself, in a text column as its JSON text.
     sql = (
-        f"INSERT INTO {_name(table)} ({names}) SELECT {names} "
+        f"INSERT INTO {_name(table)} ({names}) SELECT {values} "
         f"FROM json_populate_recordset(NULL::{_name(table)}, %s::json) "
         f"ON CONFLICT ({', '.join(quote(c) for c in key_columns)}) {action}"
     )
@@ -116,15 +129,69 @@ def upserter(
     return upsert
 
 
+def _value(column: str, column_type: Any) -> str:
+    """The select-list expression of a column read from json_populate_recordset.
+
+    A JSON string for a json or jsonb column is the document's text (as syncd's captures and
+    Debezium send json): it is parsed as a document, so a json column keeps that very text.
+    Any other JSON value is the document itself.
+    """
+    if isinstance(column_type, postgresql_dialect.JSONB):
+        return (
+            f"CASE WHEN jsonb_typeof({column}) = 'string' "
+            f"THEN ({column} #>> '{{}}')::jsonb ELSE {column} END"
+        )
+    if isinstance(column_type, sa.JSON):
+        return (
+            f"CASE WHEN json_typeof({column}) = 'string' "
+            f"THEN ({column} #>> '{{}}')::json ELSE {column} END"
+        )
+    return column
+
+
+binder = core.any_column  # psycopg2/PyMySQL bind a Decimal as its digits
+
+
+def check_row(row: dict[str, Any], types: core.ColumnTypes) -> str | None:
+    """Why ``row`` cannot be written, or None: NaN and ±Infinity fit numeric and float columns.
+
+    (And text ones, as their text.) An integer, JSON or any other column cannot hold them —
+    nor their text ('NaN', as capture sends a numeric NaN).
+    """
+    for column, value in row.items():
+        number = jsonvalue.is_non_finite(value)
+        if number or jsonvalue.is_non_finite_text(value):
+            column_type = types.get(column)
+            spelled = jsonvalue.non_finite_text(value) if number else value
+            if isinstance(column_type, sa.Numeric | sa.Float | sa.String):
+                continue
+            if not number and spelled != "NaN" and isinstance(column_type, sa.Date | sa.DateTime):
+                continue  # dates and timestamps read the text 'Infinity' and '-Infinity'
+            return f"column {column} ({column_type}) cannot hold {spelled}"
+    return None
+
+
 def _json(rows: list[dict[str, Any]]) -> str:
-    """A batch's rows as one JSON parameter.
+    """A batch's rows as one JSON parameter, every number with the digits it came with.
 
     One parameter, however many rows: psycopg2 adapting each value in turn held the GIL for
-    ~15% of the daemon's time; json.dumps is C, and PostgreSQL parses the array server-side.
+    ~15% of the daemon's time; the encoder is C, and PostgreSQL parses the array server-side.
     Rows are unique per key (the applier folds a batch into one write per key), as ON
     CONFLICT DO UPDATE requires.
     """
-    return json.dumps(rows, ensure_ascii=False, default=str)
+    try:
+        return jsonvalue.dumps_spaced(rows)
+    except ValueError:
+        # NaN or ±Infinity, which PostgreSQL's JSON parser refuses: sent as the text that
+        # numeric and float columns read them from ('NaN', 'Infinity', '-Infinity').
+        return jsonvalue.dumps_spaced([_finite(row) for row in rows])
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        column: jsonvalue.non_finite_text(value) if jsonvalue.is_non_finite(value) else value
+        for column, value in row.items()
+    }
 
 
 def _name(table: sa.TableClause) -> str:

@@ -7,7 +7,6 @@ at the edge, into ``TargetUnavailable`` or ``PermanentApplyError``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -20,13 +19,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.engine import Connection, Engine
 
+from syncd import jsonvalue
 from syncd.apply import core, dialect
 from syncd.apply.classify import Failure
-from syncd.apply.core import Upsert, bindable
+from syncd.apply.core import Upsert
 from syncd.apply.deadline import Deadline
 from syncd.apply.fit import misfits
 from syncd.apply.plan import TABLE_KEY, Change, KeyAction, Verdict, plan_batch, position_guard
 from syncd.errors import (
+    MappingApplyError,
     PermanentApplyError,
     Problem,
     SyncdError,
@@ -84,6 +85,7 @@ class Target:
     columns: frozenset[str]
     key: tuple[str, ...]
     limits: TargetLimits  # what its columns hold: checked when events are routed
+    types: dict[str, Any]  # column -> its SQLAlchemy type, as reflected
 
 
 def split_table_name(name: str) -> tuple[str | None, str]:
@@ -184,6 +186,19 @@ class SqlApplier:
     def target_limits(self, mapping: Mapping) -> TargetLimits:
         return self._targets[mapping.name].limits
 
+    def check_row(self, mapping: Mapping, key: str, row: dict[str, Any]) -> None:
+        """MappingApplyError if the target cannot hold a value of ``row`` (NaN, ±Infinity).
+
+        Asked of events that carry such values only, before they are batched: the event is
+        dead-lettered alone, naming the column, instead of failing its batch in the database.
+        """
+        target = self._targets.get(mapping.name)
+        problem = None if target is None else self._dialect.check_row(row, target.types)
+        if problem:
+            raise MappingApplyError(
+                f"mapping {mapping.name} key {key}: {self.name}.{mapping.target_table} {problem}"
+            )
+
     def _describe(
         self, inspector: sa.Inspector, mapping: Mapping, problems: list[Problem]
     ) -> Target | None:
@@ -219,7 +234,8 @@ class SqlApplier:
             )
         table = sa.table(name, *(sa.column(c) for c in columns), schema=schema)
         limits = TargetLimits.reflected(self._dialect_name, reflected)
-        return Target(table, frozenset(present), mapping.target_key, limits)
+        types = {c["name"]: c["type"] for c in reflected}
+        return Target(table, frozenset(present), mapping.target_key, limits, types)
 
     @staticmethod
     def _has_unique_key(
@@ -340,7 +356,9 @@ class SqlApplier:
             if change.key not in marked or not change.row:
                 continue
             fill = {
-                column: sa.func.coalesce(target.table.c[column], bindable(value))
+                column: sa.func.coalesce(
+                    target.table.c[column], self._dialect.binder(target.types.get(column))(value)
+                )
                 for column, value in change.row.items()
                 if column not in target.key and column in target.columns
             }
@@ -395,7 +413,9 @@ class SqlApplier:
         ).scalars()
         survivors = [
             KeyAction(
-                key, mapping.to_target_row(dict(zip(mapping.key, json.loads(key), strict=True))), 0
+                key,
+                mapping.to_target_row(dict(zip(mapping.key, jsonvalue.loads(key), strict=True))),
+                0,
             )
             for key in newer
         ]
@@ -445,7 +465,7 @@ class SqlApplier:
         cache_key = (target.table.name, target.table.schema, columns)
         upsert = self._upserts.get(cache_key)
         if upsert is None:
-            upsert = self._dialect.upserter(target.table, target.key, columns)
+            upsert = self._dialect.upserter(target.table, target.key, columns, target.types)
             self._upserts[cache_key] = upsert
         return upsert
 

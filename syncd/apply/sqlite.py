@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,11 +12,14 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection, Engine
 
+from syncd import jsonvalue
 from syncd.apply import core
 from syncd.apply.classify import Failure, classify_sqlite
 
 __all__ = [
+    "binder",
     "cancel",
+    "check_row",
     "classify",
     "engine",
     "insert",
@@ -93,7 +98,61 @@ def position_advancer(table: sa.Table) -> core.PositionAdvancer:
     return advance
 
 
-upserter = core.upserter_from(upsert_statement)
+def binder(column_type: Any) -> core.Binder:
+    """How a value is bound for a column of ``column_type``, by the column's SQLite affinity.
+
+    sqlite3 binds no Decimal. A REAL column gets the nearest float (±Infinity too, also
+    from their text); any other column the number's exact text, which SQLite keeps as text
+    in a TEXT (or untyped) column and converts by its own rules in an INTEGER or NUMERIC one:
+    an INTEGER if whole and within 64 bits, else a REAL of 15 significant digits. NaN, which
+    SQLite would store as NULL, is the text 'NaN' everywhere; outside REAL columns ±Infinity
+    are the text 'Infinity' / '-Infinity' too, as a numeric's text arrives from capture.
+    An integer past 64 bits is bound like a Decimal (sqlite3 cannot bind it).
+    """
+    real = affinity(column_type) == "REAL"
+
+    def bind(value: Any) -> Any:
+        kind = type(value)
+        if isinstance(value, Decimal):
+            if value.is_nan() or not (real or value.is_finite()):
+                return jsonvalue.non_finite_text(value)
+            return float(value) if real else str(value)
+        if kind is float and not math.isfinite(value):
+            return value if real and not math.isnan(value) else jsonvalue.non_finite_text(value)
+        if kind is int and not _INT64_MIN <= value <= _INT64_MAX:
+            # sqlite3 raises OverflowError past 64 bits: the digits, as for a Decimal.
+            return float(value) if real else str(value)
+        if real and kind is str and value in _INFINITIES:
+            return float(value)
+        return core.bindable(value)
+
+    return bind
+
+
+_INFINITIES = frozenset({"Infinity", "-Infinity"})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def affinity(column_type: Any) -> str:
+    """SQLite's affinity of a declared column type (sqlite.org/datatype3.html, 3.1)."""
+    declared = "" if column_type is None else str(column_type).upper()
+    if "INT" in declared:
+        return "INTEGER"
+    if any(word in declared for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if declared in ("", "NULL") or "BLOB" in declared:
+        return "BLOB"
+    if any(word in declared for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+upserter = core.upserter_from(upsert_statement, binder)
+
+
+def check_row(row: dict[str, Any], types: core.ColumnTypes) -> str | None:
+    """SQLite holds every value in some form (see ``binder``)."""
+    return None
 
 
 position_reader = core.position_reader

@@ -34,7 +34,6 @@ This is the one module that runs the outbox's SQL: driver errors become ``Source
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import select
 import time
@@ -48,6 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, Row
 from sqlalchemy.pool import NullPool
 
+from syncd import jsonvalue
 from syncd.apply.postgresql import LIBPQ_KEEPALIVES
 from syncd.capture import Captured, CapturedBatch, group_for, primary_key, source_errors
 from syncd.capture.outbox_ddl import (
@@ -305,8 +305,9 @@ def _event_parts(
 
 
 def _json_text(value: Any) -> str | None:
-    # Dates and decimals are not JSON: they travel as text, as a publisher would send them.
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+    # Dates are not JSON: they travel as text, as a publisher would send them; a Decimal as
+    # the number it is, every digit.
+    return None if value is None else jsonvalue.dumps(value)
 
 
 # -------------------------------------------------------------------------------- the relay
@@ -591,7 +592,7 @@ def _outbox_missing(url: URL) -> bool:
 
 
 def _json_value(value: Any) -> Any:
-    """psycopg2 parses jsonb itself; SQLite and MariaDB hand JSON over as text."""
+    """JSON comes as text (PostgreSQL's jsonb is selected as text): parsed keeping every digit."""
     if isinstance(value, bytes | bytearray):
         value = value.decode()
-    return json.loads(value) if isinstance(value, str) else value
+    return jsonvalue.loads(value) if isinstance(value, str) else value

@@ -52,6 +52,11 @@ class SourceTable:
     key: tuple[str, ...]  # primary key columns, in key order
     columns: tuple[str, ...] = ()  # every column, in table order
     binary: frozenset[str] = field(default_factory=frozenset)  # columns holding bytes
+    # PostgreSQL columns that travel as their text, as logical capture sends them: json and
+    # jsonb (to_jsonb would respace, reorder and dedupe json; a jsonb string document would
+    # be taken for its text), and real / double precision's -0 (a jsonb number has none).
+    json: frozenset[str] = field(default_factory=frozenset)
+    floats: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def qualified(self) -> str:
@@ -244,9 +249,42 @@ DECLARE
     new_row jsonb;
     row_key jsonb := '[]';
     key_column text;
+    kept_column text;
+    is_document boolean;
+    kept text;
 BEGIN
     IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
     IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
+    -- json and jsonb travel as their text, as logical capture sends them (to_jsonb would
+    -- respace, reorder and dedupe json, and make a JSON null of a json 'null'); so does a
+    -- float's -0 (a jsonb number has none).
+    FOR kept_column, is_document IN SELECT attname, atttypid IN ('json'::regtype,
+            'jsonb'::regtype) FROM pg_attribute
+            WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped AND atttypid IN
+            ('json'::regtype, 'jsonb'::regtype, 'float4'::regtype, 'float8'::regtype) LOOP
+        IF old_row IS NOT NULL THEN
+            IF is_document THEN
+                EXECUTE 'SELECT ($1).' || quote_ident(kept_column) || '::text'
+                    USING OLD INTO kept;
+            ELSE
+                kept := (row_to_json(OLD) -> kept_column)::text;
+            END IF;
+            IF kept IS NOT NULL AND (is_document OR kept = '-0') THEN
+                old_row := jsonb_set(old_row, ARRAY[kept_column], to_jsonb(kept));
+            END IF;
+        END IF;
+        IF new_row IS NOT NULL THEN
+            IF is_document THEN
+                EXECUTE 'SELECT ($1).' || quote_ident(kept_column) || '::text'
+                    USING NEW INTO kept;
+            ELSE
+                kept := (row_to_json(NEW) -> kept_column)::text;
+            END IF;
+            IF kept IS NOT NULL AND (is_document OR kept = '-0') THEN
+                new_row := jsonb_set(new_row, ARRAY[kept_column], to_jsonb(kept));
+            END IF;
+        END IF;
+    END LOOP;
     FOREACH key_column IN ARRAY TG_ARGV LOOP
         row_key := row_key || jsonb_build_array(coalesce(new_row, old_row) -> key_column);
     END LOOP;
@@ -296,7 +334,26 @@ $syncd$"""
         ]
 
     def row_json(self, row: str, table: SourceTable) -> str:
-        return f"to_jsonb({row})"  # as capture_function's to_jsonb(NEW): every column
+        # As capture_function makes it: to_jsonb of every column, json(b) columns as text;
+        # then as text, which syncd parses keeping every digit (psycopg2 would make floats).
+        if not table.json and not table.floats:
+            return f"to_jsonb({row})::text"
+        kept = [f"{self.literal(c)}, {row}.{self.quote(c)}::text" for c in sorted(table.json)]
+        kept += [
+            f"{self.literal(c)}, CASE WHEN {row}.{self.quote(c)}::text = '-0' THEN to_jsonb("
+            f"'-0'::text) ELSE to_jsonb({row}.{self.quote(c)}) END"
+            for c in sorted(table.floats)
+        ]
+        return f"(to_jsonb({row}) || jsonb_build_object({', '.join(kept)}))::text"
+
+    def select_batch(self) -> str:
+        # jsonb as text: syncd parses it keeping every digit (psycopg2 would make floats).
+        columns = COLUMNS.format(before='"before"::text', after='"after"::text')
+        columns = columns.replace("row_key", "row_key::text")
+        return (
+            f"SELECT {columns}, {self.created_ms} AS created_ms FROM {OUTBOX} "
+            "WHERE source = :source ORDER BY id LIMIT :limit"
+        )
 
     def drop_triggers(self, source: str, schema: str, table: str) -> list[str]:
         name = self.quote(self.function_name(source))

@@ -11,7 +11,6 @@ OID, into JSON-friendly Python values (:func:`convert`).
 from __future__ import annotations
 
 import enum
-import json
 import math
 import struct
 from collections.abc import Callable
@@ -35,7 +34,6 @@ FLOAT8_OID = 701
 JSONB_OID = 3802
 _INTEGER_OIDS = frozenset({INT2_OID, INT4_OID, INT8_OID, OID_OID})
 _FLOAT_OIDS = frozenset({FLOAT4_OID, FLOAT8_OID})
-_JSON_OIDS = frozenset({JSON_OID, JSONB_OID})
 
 KEY_FLAG = 1  # column flag bit: part of the replica identity (the key)
 
@@ -193,7 +191,14 @@ Message = (
 
 
 def convert(type_oid: int, text: str) -> Any:
-    """The JSON-friendly value of a column's text form: bool, int, float, JSON, or the text."""
+    """The JSON-friendly value of a column's text form: bool, int, float, or the text.
+
+    numeric stays text (every digit, NaN and ±Infinity as PostgreSQL spells them); a float's
+    shortest text round-trips through a Python float exactly. json and jsonb stay their text
+    too — a json column's text is the document as written (spacing, key order, duplicate
+    keys), which a parsed value would lose — and appliers write a string for a json column
+    as the document's text.
+    """
     if type_oid == BOOL_OID:
         return text == "t"
     if type_oid in _INTEGER_OIDS:
@@ -202,8 +207,6 @@ def convert(type_oid: int, text: str) -> Any:
         number = float(text)
         # JSON has no NaN or Infinity: keep PostgreSQL's spelling rather than emit invalid JSON.
         return number if math.isfinite(number) else text
-    if type_oid in _JSON_OIDS:
-        return json.loads(text)
     return text
 
 

@@ -20,7 +20,6 @@ What it does on failure, decided by class:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from syncd import jsonvalue
 from syncd.backoff import Backoff
 from syncd.broker import Outgoing
 from syncd.capture import Capture, Captured, CapturedBatch
@@ -74,7 +74,7 @@ def open_capture(source: SourceConfig) -> Capture:
 
 def captured_message(queue: str, captured: Captured) -> Outgoing:
     """The message that carries one captured event: JSON body, grouped by table and key."""
-    body = json.dumps(captured.event, ensure_ascii=False, separators=(",", ":")).encode()
+    body = jsonvalue.dumps(captured.event).encode()
     # ActiveMQ keeps JMSXGroupID to itself; syncd-group carries it to consumers and dead letters.
     headers = {
         "JMSXGroupID": captured.group,

@@ -58,6 +58,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from syncd import jsonvalue
 from syncd.capture import SNAPSHOT_POSITION, Captured, group_for, primary_key, source_errors
 from syncd.capture.logical import connect_kwargs, group_columns
 from syncd.capture.logical_setup import parse_table
@@ -317,6 +318,16 @@ def _outbox_table(
         key=key,
         columns=tuple(column["name"] for column in described),
         binary=frozenset(c["name"] for c in described if isinstance(c["type"], sa.types._Binary)),
+        json=frozenset(
+            c["name"]
+            for c in described
+            if isinstance(sql, PostgresOutbox) and isinstance(c["type"], sa.JSON)
+        ),
+        floats=frozenset(
+            c["name"]
+            for c in described
+            if isinstance(sql, PostgresOutbox) and isinstance(c["type"], sa.Float)
+        ),
     )
     quote = conn.dialect.identifier_preparer.quote
     if isinstance(sql, PostgresOutbox):
@@ -374,7 +385,7 @@ def _json_row(values: Sequence[Any]) -> dict[str, Any]:
     value = values[0]
     if isinstance(value, bytes | bytearray):
         value = value.decode()
-    row = json.loads(value) if isinstance(value, str) else value
+    row = jsonvalue.loads(value) if isinstance(value, str) else value
     return dict(row)
 
 

@@ -229,8 +229,20 @@ def test_relation_cache_returns_the_latest_relation_and_refuses_unknown_oids() -
         (FLOAT8_OID, "NaN", "NaN"),
         (FLOAT8_OID, "Infinity", "Infinity"),
         (FLOAT4_OID, "-Infinity", "-Infinity"),
-        (JSON_OID, '{"a": [1, 2]}', {"a": [1, 2]}),
-        (JSONB_OID, '"text"', "text"),
+        # json and jsonb stay their text: spacing, key order, duplicates and every digit
+        (
+            JSON_OID,
+            '{"b":  [1, 2], "a": 2.50, "a": 0.1000000000000000055511151231257827}',
+            '{"b":  [1, 2], "a": 2.50, "a": 0.1000000000000000055511151231257827}',
+        ),
+        (JSONB_OID, '"text"', '"text"'),
+        (
+            JSONB_OID,
+            '{"n": 37037036703703703670.370370367}',
+            '{"n": 37037036703703703670.370370367}',
+        ),
+        (FLOAT8_OID, "-0", -0.0),
+        (FLOAT8_OID, "5e-324", 5e-324),
         (NUMERIC_OID, "12345678901234567890.12", "12345678901234567890.12"),
         (TEXT_OID, "hello", "hello"),
         (1114, "2024-01-02 03:04:05.678901", "2024-01-02 03:04:05.678901"),  # timestamp
