@@ -9,11 +9,11 @@ would be applied if it is newer than what the target holds for its key.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
+from syncd import jsonvalue
 from syncd.apply.plan import Change
 from syncd.errors import DecodeError, MappingApplyError, NoMappingError
 from syncd.events import BadEvent, ChangeEvent, decode_body
@@ -98,7 +98,7 @@ def write_json(outcomes: Iterable[Outcome], out: TextIO) -> bool:
     dead = False
     for outcome in outcomes:
         dead = dead or outcome.action == "dead-letter"
-        out.write(json.dumps(asdict(outcome), ensure_ascii=False, default=str) + "\n")
+        out.write(jsonvalue.dumps_ascii(asdict(outcome)) + "\n")
     return dead
 
 
@@ -121,4 +121,4 @@ def write_table(outcomes: Iterable[Outcome], out: TextIO, width: int = 160) -> b
 
 
 def _compact(value: dict[str, Any] | None) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return jsonvalue.dumps(value)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import simplejson
@@ -51,9 +51,12 @@ def _number(text: str) -> Decimal:
     unless Decimal's own text would be in exponent form: an exponent in the text, or six
     zeros after the point (``0.0000001`` is ``1E-7``, ``0.0000000000`` is ``0E-10``).
     """
-    if "e" in text or "E" in text or text.startswith(("0.000000", "-0.000000")):
-        return Number(text)
-    return Decimal(text)
+    try:
+        if "e" in text or "E" in text or text.startswith(("0.000000", "-0.000000")):
+            return Number(text)
+        return Decimal(text)
+    except InvalidOperation:  # an exponent past what Decimal holds (found by the fuzzer)
+        raise ValueError(f"number {text[:40]} is too large to hold") from None
 
 
 _DECODER = json.JSONDecoder(parse_float=_number)

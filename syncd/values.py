@@ -129,13 +129,12 @@ _BITS = ((mysql_types.TINYINT, 8), (mysql_types.MEDIUMINT, 24), (sa.SmallInteger
 def integer_range(column_type: Any, dialect: str) -> tuple[int, int] | None:
     """The integers a column of this reflected type holds; None for a column of another kind.
 
-    SQLite's INTEGER is 64 bits whatever it is called (and sqlite3 binds no wider integer into
-    any column: see ``TargetLimits.any_column_range``).
+    None for SQLite: it holds every value in some form, whatever a column is called, and its
+    applier binds what sqlite3 cannot (wider integers, NaN) as README "Types" says
+    (``syncd.apply.sqlite.binder``).
     """
-    if not isinstance(column_type, sa.Integer):
+    if not isinstance(column_type, sa.Integer) or dialect == "sqlite":
         return None
-    if dialect == "sqlite":
-        return INT64
     bits = next((b for kind, b in _BITS if isinstance(column_type, kind)), None)
     if bits is None:
         bits = 64 if isinstance(column_type, sa.BigInteger) else 32
@@ -150,12 +149,11 @@ class TargetLimits:
 
     dialect: str  # postgresql, sqlite or mysql
     integer_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
-    any_column_range: tuple[int, int] | None = None  # SQLite: the driver's range, every column
 
     @classmethod
     def reflected(cls, dialect: str, columns: Iterable[ReflectedColumn]) -> TargetLimits:
         ranges = {c["name"]: r for c in columns if (r := integer_range(c["type"], dialect))}
-        return cls(dialect, ranges, INT64 if dialect == "sqlite" else None)
+        return cls(dialect, ranges)
 
     @property
     def stores_nul(self) -> bool:
@@ -165,11 +163,6 @@ class TargetLimits:
 
     def row_problem(self, row: dict[str, Any]) -> str | None:
         """Why this table cannot hold ``row``, naming the column; None if it can."""
-        if self.any_column_range is not None:
-            low, high = self.any_column_range
-            for column, value in row.items():
-                if type(value) is int and not low <= value <= high:
-                    return _out_of_range(column, value, low, high)
         for column, (low, high) in self.integer_ranges.items():
             value = row.get(column)
             if type(value) is int:  # the common case, without the checks below

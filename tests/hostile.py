@@ -24,8 +24,9 @@ import sqlalchemy as sa
 from hypothesis import strategies as st
 from sqlalchemy.dialects import mysql, postgresql
 
+from syncd import jsonvalue
+from syncd.apply import dialect as dialect_module
 from syncd.apply import postgresql as pg_applier
-from syncd.apply.core import bindable
 from syncd.apply.plan import Change, plan_batch
 from syncd.broker import Message
 from syncd.deadletter import ErrorClass, Reason, dead_letter
@@ -273,7 +274,7 @@ def _adapt_plan(changes: list[Change], dialect: str, adapt: Adapter) -> None:
             rows.append(row)
         if dialect == "postgresql":
             for value in action.target_key.values():
-                assert "\x00" not in json.dumps(value), "a NUL reached a PostgreSQL key"
+                assert "\x00" not in jsonvalue.dumps(value), "a NUL reached a PostgreSQL key"
     positions = [
         {
             "mapping": changes[0].mapping.name,
@@ -294,8 +295,11 @@ def _adapt_plan(changes: list[Change], dialect: str, adapt: Adapter) -> None:
             adapt([parameter])
         adapt([changes[0].mapping.name, [a.key for a in actions.values()]])
         return
+    # Each value bound as the applier binds it: by its target column's type.
+    binder = dialect_module(dialect).binder
+    types = TARGET_TYPES[dialect]
     for row in [*rows, *positions]:
-        adapt([bindable(v) for v in row.values()])
+        adapt([binder(types.get(column))(v) for column, v in row.items()])
 
 
 def sqlite_adapter() -> Adapter:

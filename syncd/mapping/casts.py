@@ -10,12 +10,12 @@ stays null.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from syncd import jsonvalue
 from syncd.errors import MappingApplyError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -53,7 +53,7 @@ def _to_text(value: Any) -> str:
         return format(value, "f")  # plain digits, scale kept: 1E+2 is '100'
     if isinstance(value, int | float):
         return repr(value)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return jsonvalue.dumps(value)
 
 
 def _exact_number(value: Any) -> Decimal | None:
@@ -164,7 +164,7 @@ def _json(value: Any) -> Any:
     if not isinstance(value, str):
         return value  # already a document (object, array, number, boolean)
     try:
-        return json.loads(value, parse_float=Decimal)  # numbers kept exact
+        return jsonvalue.loads(value)  # numbers kept exact
     except ValueError:
         raise _cannot(value, "json", "a JSON document, or its text") from None
 

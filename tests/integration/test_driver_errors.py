@@ -43,9 +43,14 @@ def test_a_value_the_driver_cannot_encode_rejects_that_event_alone(applier: SqlA
 def test_an_integer_too_large_for_the_driver_rejects_that_event_alone(
     applier: SqlApplier,
 ) -> None:
-    # sqlite3 raises OverflowError binding it; PostgreSQL and MariaDB reject it as out of range.
+    # PostgreSQL and MariaDB reject it as out of range. SQLite's applier binds its digits
+    # (sqlite3 would raise OverflowError), which SQLite itself keeps in some form: there the
+    # router dead-letters such a value before it reaches the applier (tests/unit/test_values).
     row = {**_row(2, "huge"), "score": 2**70}
     batch = changes(CUSTOMERS, ("c", 1, _row(1, "before")), ("c", 2, row), ("c", 3, _row(3, "x")))
     results = apply_isolating(applier, batch, RetryPolicy(FAST, threading.Event()))
     assert results[0] is Verdict.APPLIED and results[2] is Verdict.APPLIED
+    if applier.engine_for_tests.dialect.name == "sqlite":  # type: ignore[attr-defined]
+        assert results[1] is Verdict.APPLIED
+        return
     assert isinstance(results[1], Reason) and results[1].error_class is ErrorClass.REJECTED

@@ -111,10 +111,22 @@ EITHER_WAY: dict[str, bytes] = {
     + b"]" * 980
     + b'},"source":{"name":"crm","table":"customers","seq":42}}',
 }
-# What SQLite and MariaDB can store, unlike PostgreSQL: NULs, SQLite's 64-bit "smallint", and
-# text in SQLite's BIGINT column (MariaDB refuses it: rejected).
+# What SQLite and MariaDB can store, unlike PostgreSQL: NULs; in SQLite any number in any
+# column (README "Types": integers past 64 bits as their digits, NaN as the text 'NaN') and
+# text in its BIGINT column (MariaDB refuses it: rejected).
 STORED_BY = {
-    "sqlite": {"nul-in-text", "nul-in-key", "nul-in-jsonb", "small-past-smallint", "sql-in-a-key"},
+    "sqlite": {
+        "nul-in-text",
+        "nul-in-key",
+        "nul-in-jsonb",
+        "small-past-smallint",
+        "sql-in-a-key",
+        "duplicate-key-last-past-bigint",
+        "integer-key-past-bigint",
+        "integer-past-bigint",
+        "nan-in-an-integer-column",
+        "score-past-integer",
+    },
     "mariadb": {"nul-in-text", "nul-in-jsonb"},
 }
 GOOD_IN_FILES = {"good-with-a-bom": 11, "good-duplicate-keys-last-wins": 12,

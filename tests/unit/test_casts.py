@@ -69,6 +69,7 @@ def test_sha256_of_a_lone_surrogate_does_not_crash() -> None:
         ("text", Decimal("1E+2"), "100"),
         ("text", True, "true"),
         ("text", {"a": [1, "x"]}, '{"a":[1,"x"]}'),
+        ("text", {"a": [1, Decimal("2.50")]}, '{"a":[1,2.50]}'),
         ("int", 42, 42),
         ("int", "42", 42),
         ("int", " -7 ", -7),
