@@ -28,10 +28,17 @@ from typing import Any, Protocol
 from syncd.apply import Applier
 from syncd.apply.plan import Change, Verdict
 from syncd.apply.resilient import Interrupted, RetryPolicy, apply_isolating
+from syncd.backoff import Backoff
 from syncd.broker import Message, Outgoing
 from syncd.config import ApplyConfig, RetryConfig
 from syncd.deadletter import ErrorClass, Reason, dead_letter
-from syncd.errors import BrokerUnavailable, DecodeError, MappingApplyError, NoMappingError
+from syncd.errors import (
+    BrokerRefused,
+    BrokerUnavailable,
+    DecodeError,
+    MappingApplyError,
+    NoMappingError,
+)
 from syncd.events import BadEvent, decode_body
 from syncd.ledger import DeliveryLedger
 from syncd.routing import Router
@@ -41,6 +48,9 @@ log = logging.getLogger(__name__)
 
 WHOLE_MESSAGE = -1  # the failure index of a message that could not be decoded at all
 PAUSE_S = 0.005  # no message for this long: the batch is as full as it will get soon
+# The same reason for not reaching the broker is logged again after this long, not at every
+# try: a refused login that waits for a person would otherwise fill the journal.
+REPEAT_LOG_S = 60.0
 
 
 class Progress(Protocol):
@@ -116,8 +126,8 @@ class ApplyLoop:
         self._between_batches = between_batches
         self._ready = False
         self._status_at = 0.0
-        self._max_delay_s = retry.max_backoff_ms / 1000
-        self._reconnect_delay_s = retry.initial_backoff_ms / 1000
+        self._reconnect_backoff = Backoff(retry)
+        self._said: tuple[str, float] | None = None  # the last reconnect failure logged, when
         self._version = 0  # of the router: a batch decoded by an older one is decoded again
 
     def run(self, stopping: threading.Event) -> None:
@@ -157,16 +167,37 @@ class ApplyLoop:
         try:
             self._broker.connect()
         except BrokerUnavailable as exc:
-            log.warning("broker unavailable, retrying in %.1f s: %s", self._reconnect_delay_s, exc)
+            wait_s = self._reconnect_backoff.next_s()
+            self._say_unavailable(exc, wait_s)
             self._waiting(f"waiting for the broker: {exc}")
-            stopping.wait(self._reconnect_delay_s)
-            self._reconnect_delay_s = min(2 * self._reconnect_delay_s, self._max_delay_s)
+            stopping.wait(wait_s)
             return False
-        self._reconnect_delay_s = self._retry.initial_backoff_ms / 1000
+        failures = self._reconnect_backoff.failures
+        if self._reconnect_backoff.reset() and self._said is not None:
+            log.info("connected to the broker again after %d failed attempts", failures)
+        self._said = None
         if not self._ready:  # connected and subscribed: ready to apply
             self._ready = True
             self._progress.ready(self._status_line())
         return True
+
+    def _say_unavailable(self, error: BrokerUnavailable, wait_s: float) -> None:
+        """Log why the broker cannot be had: a new reason at once, the same one each minute."""
+        text, now = str(error), time.monotonic()
+        if self._said is not None and self._said[0] == text and now - self._said[1] < REPEAT_LOG_S:
+            log.debug("broker unavailable, retrying in %.1f s: %s", wait_s, text)
+            return
+        self._said = (text, now)
+        attempts = self._reconnect_backoff.failures
+        # A refusal needs a person (a password, a certificate, a right): an error, not a blip.
+        level = logging.ERROR if isinstance(error, BrokerRefused) else logging.WARNING
+        log.log(
+            level,
+            "broker unavailable (%d failed attempts), retrying in %.1f s: %s",
+            attempts,
+            wait_s,
+            text,
+        )
 
     def _waiting(self, status: str) -> None:
         """Waiting out an outage is not being wedged: keep the watchdog fed, say what for."""

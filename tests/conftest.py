@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.secure_broker import SecureBroker, start_secure_broker
 from tests.services import Broker, PostgresCluster, mariadb_database
 
 _databases = itertools.count(1)
@@ -37,6 +38,14 @@ def broker(services_dir: Path) -> Iterator[Broker]:
     started = Broker.start(services_dir / "broker")
     yield started
     started.close()
+
+
+@pytest.fixture(scope="session")
+def secure_broker(services_dir: Path) -> Iterator[SecureBroker]:
+    """activemq-production.xml: TLS only, client certificates, logins, per-queue rights."""
+    started = start_secure_broker(services_dir / "secure")
+    yield started
+    started.broker.close()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from typing import Any
 from syncd.broker import Message, Outgoing
 from syncd.broker.connection import STOMP_ERRORS, Listener, connect_first, quietly_disconnect
 from syncd.config import BrokerConfig
-from syncd.errors import BrokerUnavailable
+from syncd.errors import BrokerRefused, BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class _Listener(Listener):
         self._broker._receipt_failed(frame.headers.get("receipt-id"))
 
     def on_disconnected(self) -> None:
+        super().on_disconnected()
         self._broker._dropped(self._generation)
 
 
@@ -99,6 +100,8 @@ class StompBroker:
         self._config = config
         self._client_name = client_name
         self._conn: Any = None
+        self._listener: _Listener | None = None
+        self._where = ""  # host:port of the connection
         self._generation = 0
         self._connected = False
         self._subscriptions: dict[str, str] = {}
@@ -123,10 +126,10 @@ class StompBroker:
         self.close()
         self._generation += 1
         generation = self._generation
-        conn, _listener, where = connect_first(
+        conn, listener, where = connect_first(
             self._config, lambda: _Listener(self, generation), self._client_name
         )
-        self._conn = conn
+        self._conn, self._listener, self._where = conn, listener, where
         self._connected = True
         log.info("connected to broker %s", where)
         for destination in list(self._subscriptions):
@@ -245,6 +248,14 @@ class StompBroker:
             self._connected = False
             raise BrokerUnavailable(f"sending failed: {exc}") from exc
         if not committed:
+            listener = self._listener
+            if listener is not None and listener.error is not None:
+                # ActiveMQ answers a SEND it refuses (a queue the user may not write) with an
+                # ERROR and closes the connection: sending again gets the same answer.
+                raise BrokerRefused(
+                    f"the broker at {self._where} refused the send for user "
+                    f"{self._config.user}: {listener.error}"
+                )
             raise BrokerUnavailable("the broker did not confirm the transaction")
 
     def _send(self, message: Outgoing, transaction: str | None) -> None:

@@ -28,13 +28,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
-import tenacity
 from sqlalchemy.pool import NullPool
 
-from syncd.backoff import backoff
+from syncd.backoff import Backoff
 from syncd.broker import Outgoing
 from syncd.capture import Capture, Captured, CapturedBatch
-from syncd.config import Config, RetryConfig, SourceConfig
+from syncd.config import Config, SourceConfig
 from syncd.consumer import Progress
 from syncd.errors import BrokerUnavailable, CaptureError, PublishError, SourceUnavailable
 from syncd.publisher import Publisher
@@ -131,7 +130,7 @@ class CaptureRunner:
         self._publisher = Publisher(dataclasses.replace(config, retry=patient))
         self._stats = stats
         self._progress = progress
-        self._backoff = _Backoff(config.retry)
+        self._backoff = Backoff(config.retry)
         self._pending: CapturedBatch | None = None  # polled, not yet confirmed by the broker
         self._ready = False
         self._status_at = 0.0
@@ -210,22 +209,3 @@ class CaptureRunner:
     def _status_line(self) -> str:
         rate = self._stats.capture_rate(self.source.name)
         return f"capturing {self.source.name}: {rate:.0f} ev/s"
-
-
-class _Backoff:
-    """syncd's one backoff (``syncd.backoff``), counted over consecutive failed rounds."""
-
-    def __init__(self, retry: RetryConfig):
-        self._wait = backoff(retry)
-        self._failures = 0
-
-    def next_s(self) -> float:
-        self._failures += 1
-        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
-        state.attempt_number = self._failures
-        return float(self._wait(state))
-
-    def reset(self) -> bool:
-        """Start counting again; whether there were failures to forget."""
-        failed, self._failures = self._failures > 0, 0
-        return failed
