@@ -65,4 +65,7 @@ def setup_logging(level: str, format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("stomp.py").setLevel(logging.WARNING)  # its INFO is per-frame chatter
+    # stomp.py's INFO is per-frame chatter, and what it warns of (a failed connect or send,
+    # with a traceback) syncd says itself, translated: its own words only when debugging.
+    quiet = logging.WARNING if level == "debug" else logging.CRITICAL
+    logging.getLogger("stomp.py").setLevel(quiet)

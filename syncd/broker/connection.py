@@ -25,7 +25,7 @@ import stomp
 import stomp.exception
 
 from syncd.broker import frames, tls
-from syncd.config import BrokerConfig
+from syncd.config import BrokerConfig, TlsConfig
 from syncd.errors import BrokerLoginRefused, BrokerRefused, BrokerTLSError, BrokerUnavailable
 
 STOMP_ERRORS = (stomp.exception.StompException, OSError)
@@ -41,14 +41,24 @@ class Listener(stomp.ConnectionListener):  # type: ignore[misc]
         self.connected = threading.Event()
         self.refused = threading.Event()  # an ERROR frame: a refused login, a bad frame
         self.closed = threading.Event()  # the connection ended (set before subclasses hear of it)
-        self.error: str | None = None
+        self.error: str | None = None  # the first ERROR's message
+        self.cause: str | None = None  # the first ERROR's that answers no receipt
+        self.cause_arrived = threading.Event()
         self.read_error: Exception | None = None  # why reading ended, if not a clean close
 
     def on_connected(self, frame: Any) -> None:
         self.connected.set()
 
     def on_error(self, frame: Any) -> None:
-        self.error = frame.headers.get("message", "") or str(frame.body)[:200]
+        message = frame.headers.get("message", "") or str(frame.body)[:200]
+        if self.error is None:
+            self.error = message
+        # An ERROR that answers no receipt is about a frame of its own (a SEND the user may not
+        # make); the COMMIT that such a SEND spoils gets one with its receipt-id ("COMMIT
+        # FAILED: Transaction marked rollback only"), before or after it.
+        if "receipt-id" not in frame.headers and self.cause is None:
+            self.cause = message
+            self.cause_arrived.set()
         self.refused.set()
 
     def on_disconnected(self) -> None:
@@ -124,8 +134,7 @@ def _connect_to(
         )
     except STOMP_ERRORS as exc:
         if config.tls is not None:
-            # stomp.py only logs why; the same handshake again tells it (a failure path only).
-            reason = tls.handshake_failure(host, port, config.tls, config.connect_timeout_s)
+            reason = _tls_failure(config.tls, host, port, listener, config.connect_timeout_s)
             if reason is not None:
                 raise BrokerTLSError(
                     f"TLS with the broker at {host}:{port} failed: {reason}"
@@ -144,6 +153,17 @@ def _connect_to(
     with contextlib.suppress(OSError, AttributeError):
         conn.transport.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return conn
+
+
+def _tls_failure(
+    config: TlsConfig, host: str, port: int, listener: Listener, timeout_s: float
+) -> str | None:
+    """Why connecting over TLS failed, if TLS is why."""
+    if isinstance(listener.read_error, ssl.SSLError):
+        # The broker's alert about the client certificate, read before CONNECT went out.
+        return tls.describe(listener.read_error, config)
+    # stomp.py only logs why the handshake failed; the same handshake again tells it.
+    return tls.handshake_failure(host, port, config, timeout_s)
 
 
 def _not_connected(

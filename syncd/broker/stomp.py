@@ -26,6 +26,8 @@ from syncd.errors import BrokerRefused, BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
+CAUSE_GRACE_S = 2.0  # how long a refused commit waits for the ERROR that says why
+
 
 class _Listener(Listener):
     """Runs on stomp.py's receiver thread: hand over, never block."""
@@ -54,7 +56,7 @@ class _Listener(Listener):
 
     def on_error(self, frame: Any) -> None:
         super().on_error(frame)
-        log.warning("broker error: %s", self.error)
+        log.warning("broker error: %s", frame.headers.get("message", "") or self.error)
         self._broker._receipt_failed(frame.headers.get("receipt-id"))
 
     def on_disconnected(self) -> None:
@@ -251,10 +253,12 @@ class StompBroker:
             listener = self._listener
             if listener is not None and listener.error is not None:
                 # ActiveMQ answers a SEND it refuses (a queue the user may not write) with an
-                # ERROR and closes the connection: sending again gets the same answer.
+                # ERROR; sending again gets the same answer. That ERROR, the cause, may come
+                # just after the one of the COMMIT it spoiled.
+                listener.cause_arrived.wait(CAUSE_GRACE_S)
                 raise BrokerRefused(
                     f"the broker at {self._where} refused the send for user "
-                    f"{self._config.user}: {listener.error}"
+                    f"{self._config.user}: {listener.cause or listener.error}"
                 )
             raise BrokerUnavailable("the broker did not confirm the transaction")
 

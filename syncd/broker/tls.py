@@ -19,14 +19,16 @@ from typing import Any
 
 from syncd.config_tls import TlsConfig
 
+_UNTRUSTED = (
+    "the broker's certificate is not signed by a CA syncd trusts: broker.tls.ca_file (or, "
+    "without it, the system's CAs) does not hold the CA that signed it"
+)
 # OpenSSL's X509_V_ERR_* codes for the failures a sysadmin meets, and what to do about them.
 _VERIFY_HINTS = {
     10: "the broker's certificate has expired; renew it",
     18: "the broker's certificate is self-signed; put the CA that signs it in broker.tls.ca_file",
-    19: "broker.tls.ca_file (or the system's CAs) does not hold the CA that signed the broker's "
-    "certificate",
-    20: "broker.tls.ca_file (or the system's CAs) does not hold the CA that signed the broker's "
-    "certificate",
+    19: _UNTRUSTED,
+    20: _UNTRUSTED,
     62: "the broker's certificate is not issued for this host name; connect by a name in its "
     "subjectAltName, or issue it for this one",
     64: "the broker's certificate is not issued for this address; connect by a name or "
