@@ -73,7 +73,9 @@ class SecureBroker:
         return "\n".join(lines) + "\n" + extra
 
 
-def start_secure_broker(workdir: Path) -> SecureBroker:
+def start_secure_broker(workdir: Path, plain_port: int | None = None) -> SecureBroker:
+    """The production broker; ``plain_port`` adds a plain STOMP connector on 127.0.0.1 (logins
+    and rights still apply), to compare TLS with plain TCP on the same broker (bench/tls.py)."""
     pki = workdir / "pki"
     authority = Authority(pki, "syncd-test-ca")
     stranger = Authority(pki / "stranger", "stranger-ca")
@@ -85,6 +87,15 @@ def start_secure_broker(workdir: Path) -> SecureBroker:
     truststore(authority, conf / "tls" / "truststore.p12", _STORE_PASSWORDS["truststore"])
     for name in (PRODUCTION_CONFIG, "log4j.properties", "log4j2.properties"):
         (conf / name).symlink_to(REPO / "activemq" / "conf" / name)
+    if plain_port is not None:
+        (conf / PRODUCTION_CONFIG).unlink()
+        xml = (REPO / "activemq" / "conf" / PRODUCTION_CONFIG).read_text()
+        plain = (
+            f'<transportConnector name="stomp" uri="stomp://127.0.0.1:{plain_port}'
+            '?transport.hbGracePeriodMultiplier=2.0&amp;transport.tcpNoDelay=true"/>\n'
+        )
+        xml = xml.replace("</transportConnectors>", plain + "        </transportConnectors>")
+        (conf / PRODUCTION_CONFIG).write_text(xml)
     credentials = conf / "credentials.properties"
     credentials.write_text(
         f"syncd.tls.keystore.password={_STORE_PASSWORDS['keystore']}\n"
