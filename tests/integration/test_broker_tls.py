@@ -7,11 +7,13 @@ limited user ``crm``, which may write its own queue ``syncd.crm`` and nothing el
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,9 @@ import pytest
 import sqlalchemy as sa
 import stomp
 
+from syncd.broker import Outgoing
+from syncd.broker.stomp import StompBroker
+from syncd.config import load_config
 from tests.harness import Daemon, syncd, wait_until
 from tests.history import MAPPING, TABLE, Source, random_history
 from tests.secure_broker import PASSWORDS, SecureBroker
@@ -321,3 +326,23 @@ def test_plain_stomp_to_the_tls_port_says_to_set_broker_tls(
 
     assert result.returncode == 3, result.stderr
     assert "if that port speaks TLS, set broker.tls" in result.stderr
+
+
+def test_an_idle_tls_connection_stays_up_on_heart_beats(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    # Over TLS stomp.py runs another I/O loop (non-blocking, select): heart-beats must still
+    # flow both ways, or an idle daemon would be dropped and reconnect all night.
+    config = load_config(write_config(tmp_path, secure_broker.broker_yaml("syncd")))
+    broker = StompBroker(dataclasses.replace(config.broker, heartbeat_ms=500))
+    broker.connect()
+    try:
+        broker.subscribe("/queue/syncd.idle-test")
+        generation = broker.generation
+        time.sleep(6)  # twelve heart-beat intervals with nothing else on the link
+        assert broker.connected and broker.generation == generation
+        body = json.dumps(Source("idle").create(1)).encode()
+        broker.send_confirmed([Outgoing("/queue/syncd.idle-test", body, {})])
+        assert broker.receive(10) is not None
+    finally:
+        broker.close()
