@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import tenacity
 
 from syncd.config import RetryConfig
@@ -20,11 +22,18 @@ def backoff(retry: RetryConfig) -> tenacity.wait.wait_base:
 
 
 class Backoff:
-    """:func:`backoff` counted over consecutive failures, for loops that wait by hand."""
+    """:func:`backoff` counted over consecutive failures, for loops that wait by hand.
 
-    def __init__(self, retry: RetryConfig):
+    It also says when a failure is worth a log line: a new reason at once, the same reason
+    again only after ``repeat_log_s`` — a refused login that waits for a person would otherwise
+    write a line at every try, all night.
+    """
+
+    def __init__(self, retry: RetryConfig, repeat_log_s: float = 60.0):
         self._wait = backoff(retry)
         self._failures = 0
+        self._repeat_log_s = repeat_log_s
+        self._said: tuple[str, float] | None = None  # the last reason worth a line, and when
 
     @property
     def failures(self) -> int:
@@ -38,7 +47,16 @@ class Backoff:
         state.attempt_number = self._failures
         return float(self._wait(state))
 
+    def worth_saying(self, reason: str) -> bool:
+        """Whether this failure's ``reason`` should be logged (else: at debug level only)."""
+        now = time.monotonic()
+        said = self._said
+        if said is not None and said[0] == reason and now - said[1] < self._repeat_log_s:
+            return False
+        self._said = (reason, now)
+        return True
+
     def reset(self) -> bool:
         """Start counting again; whether there were failures to forget."""
-        failed, self._failures = self._failures > 0, 0
+        failed, self._failures, self._said = self._failures > 0, 0, None
         return failed

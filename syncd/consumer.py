@@ -48,9 +48,6 @@ log = logging.getLogger(__name__)
 
 WHOLE_MESSAGE = -1  # the failure index of a message that could not be decoded at all
 PAUSE_S = 0.005  # no message for this long: the batch is as full as it will get soon
-# The same reason for not reaching the broker is logged again after this long, not at every
-# try: a refused login that waits for a person would otherwise fill the journal.
-REPEAT_LOG_S = 60.0
 
 
 class Progress(Protocol):
@@ -127,7 +124,6 @@ class ApplyLoop:
         self._ready = False
         self._status_at = 0.0
         self._reconnect_backoff = Backoff(retry)
-        self._said: tuple[str, float] | None = None  # the last reconnect failure logged, when
         self._version = 0  # of the router: a batch decoded by an older one is decoded again
 
     def run(self, stopping: threading.Event) -> None:
@@ -173,9 +169,8 @@ class ApplyLoop:
             stopping.wait(wait_s)
             return False
         failures = self._reconnect_backoff.failures
-        if self._reconnect_backoff.reset() and self._said is not None:
+        if self._reconnect_backoff.reset():
             log.info("connected to the broker again after %d failed attempts", failures)
-        self._said = None
         if not self._ready:  # connected and subscribed: ready to apply
             self._ready = True
             self._progress.ready(self._status_line())
@@ -183,12 +178,10 @@ class ApplyLoop:
 
     def _say_unavailable(self, error: BrokerUnavailable, wait_s: float) -> None:
         """Log why the broker cannot be had: a new reason at once, the same one each minute."""
-        text, now = str(error), time.monotonic()
-        if self._said is not None and self._said[0] == text and now - self._said[1] < REPEAT_LOG_S:
-            log.debug("broker unavailable, retrying in %.1f s: %s", wait_s, text)
-            return
-        self._said = (text, now)
         attempts = self._reconnect_backoff.failures
+        if not self._reconnect_backoff.worth_saying(str(error)):
+            log.debug("broker unavailable, retrying in %.1f s: %s", wait_s, error)
+            return
         # A refusal needs a person (a password, a certificate, a right): an error, not a blip.
         level = logging.ERROR if isinstance(error, BrokerRefused) else logging.WARNING
         log.log(
@@ -196,7 +189,7 @@ class ApplyLoop:
             "broker unavailable (%d failed attempts), retrying in %.1f s: %s",
             attempts,
             wait_s,
-            text,
+            error,
         )
 
     def _waiting(self, status: str) -> None:

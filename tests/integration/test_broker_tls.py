@@ -222,7 +222,7 @@ def test_daemon_with_a_wrong_password_backs_off_and_says_it_once(
         daemon.stop()
     log = daemon.log()
     refusal = f"the broker at {secure_broker.address} refused the login for user syncd"
-    said = [line for line in log.splitlines() if refusal in line and "ERROR" in line.upper()]
+    said = [line for line in log.splitlines() if refusal in line and "level=error" in line]
     assert len(said) == 1, log  # once, not at every attempt
     waits = _attempt_waits(log)
     # Backoff: 0.1 s, 0.2 s, 0.4 s, then the 0.8 s cap, each plus up to 0.1 s of jitter.
@@ -346,3 +346,49 @@ def test_an_idle_tls_connection_stays_up_on_heart_beats(
         assert broker.receive(10) is not None
     finally:
         broker.close()
+
+
+def _capture_config(secure: SecureBroker, directory: Path, password_file: Path) -> Path:
+    """A capture-only config: SQLite source crm (outbox), broker as user syncd."""
+    source = directory / "source.db"
+    engine = sa.create_engine(f"sqlite:///{source}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.exec_driver_sql("INSERT INTO customers VALUES (1, 'Ana')")
+    engine.dispose()
+    config = directory / "capture.yaml"
+    config.write_text(
+        secure.broker_yaml("syncd", password_file=password_file)
+        + FAST_RETRY
+        + f"sources:\n  crm:\n    url: sqlite:///{source}\n    capture: outbox\n"
+        "    tables: [customers]\n"
+    )
+    return config
+
+
+def test_snapshot_and_capture_with_a_wrong_password_say_so(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-Secret-0000\n")
+    config = _capture_config(secure_broker, tmp_path, wrong)
+    refusal = f"the broker at {secure_broker.address} refused the login for user syncd"
+
+    snapshot = syncd("snapshot", "--source", "crm", "-c", str(config))
+    assert snapshot.returncode == 3, snapshot.stderr
+    assert refusal in snapshot.stderr
+    assert_no_traceback_nor_secret(snapshot.stdout + snapshot.stderr)
+
+    installed = syncd("capture", "install", "-c", str(config))
+    assert installed.returncode == 0, installed.stderr
+    daemon = Daemon(config, "--only", "capture").start()
+    try:
+        wait_until(lambda: refusal in daemon.log(), 30, "the capture to say the refusal")
+        time.sleep(3)  # several more refused attempts (backoff 0.1 s .. 0.8 s)
+        assert daemon.running, daemon.log()
+    finally:
+        daemon.stop()
+    said = [line for line in daemon.log().splitlines() if refusal in line]
+    assert len(said) == 1, daemon.log()
+    assert "level=error" in said[0]
+    assert_no_traceback_nor_secret(daemon.log())
