@@ -22,6 +22,7 @@ from syncd.capture import Captured
 from syncd.config import Config, SourceConfig, load_config
 from syncd.deadletter import ErrorClass
 from syncd.errors import (
+    BrokerRefused,
     BrokerUnavailable,
     CaptureError,
     ConfigError,
@@ -532,7 +533,9 @@ def _publish(config: Config, args: argparse.Namespace) -> int:
         except PublishError as exc:
             print(f"syncd publish: {exc}", file=sys.stderr)
             print(_unconfirmed(name, sent_lines, exc.confirmed), file=sys.stderr)
-            return ExitCode.PARTIAL
+            # Refused (login, certificate, rights): nothing gets through until that is fixed.
+            refused = isinstance(exc.__cause__, BrokerRefused)
+            return ExitCode.UNAVAILABLE if refused else ExitCode.PARTIAL
     for line in rejected:
         print(line, file=sys.stderr)
     print(f"published {confirmed} events, {len(rejected)} lines rejected", file=sys.stderr)

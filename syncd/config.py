@@ -33,6 +33,8 @@ from syncd.config_reader import expand_env as expand_env
 from syncd.config_sources import SOURCE_DEFAULTS as SOURCE_DEFAULTS
 from syncd.config_sources import SourceConfig as SourceConfig
 from syncd.config_sources import read_sources
+from syncd.config_tls import TlsConfig as TlsConfig
+from syncd.config_tls import read_tls
 from syncd.drivers import DriverProblem, with_driver
 from syncd.errors import ConfigError, Problem
 from syncd.yamlfile import Node, describe, parse_yaml
@@ -44,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "user": None,
         "password": None,
         "password_file": None,
+        "tls": None,  # {ca_file, cert_file, key_file}: TLS to every host; absent: plain TCP
         "heartbeat_ms": 10_000,
         "connect_timeout_s": 10.0,
         "receipt_timeout_s": 30.0,
@@ -94,6 +97,7 @@ class BrokerConfig:
     queue_prefix: str
     dead_letter_queue: str
     publish_batch_events: int  # events per STOMP transaction when publishing
+    tls: TlsConfig | None = None  # None: plain TCP
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ def _broker(r: Reader, items: dict[str, Node]) -> BrokerConfig:
     values["hosts"] = _hosts(r, entries.get("hosts"))
     password_file = values.pop("password_file")
     values["password"] = r.secret(entries, "broker", values["password"], password_file)
+    values["tls"] = read_tls(r, entries)
     return BrokerConfig(**values)
 
 

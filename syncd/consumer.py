@@ -32,7 +32,13 @@ from syncd.backoff import Backoff
 from syncd.broker import Message, Outgoing
 from syncd.config import ApplyConfig, RetryConfig
 from syncd.deadletter import ErrorClass, Reason, dead_letter
-from syncd.errors import BrokerUnavailable, DecodeError, MappingApplyError, NoMappingError
+from syncd.errors import (
+    BrokerRefused,
+    BrokerUnavailable,
+    DecodeError,
+    MappingApplyError,
+    NoMappingError,
+)
 from syncd.events import BadEvent, decode_body
 from syncd.ledger import DeliveryLedger
 from syncd.routing import Router
@@ -161,16 +167,34 @@ class ApplyLoop:
         try:
             self._broker.connect()
         except BrokerUnavailable as exc:
-            delay_s = self._reconnect_backoff.next_s()
-            log.warning("broker unavailable, retrying in %.1f s: %s", delay_s, exc)
+            wait_s = self._reconnect_backoff.next_s()
+            self._say_unavailable(exc, wait_s)
             self._waiting(f"waiting for the broker: {exc}")
-            stopping.wait(delay_s)
+            stopping.wait(wait_s)
             return False
-        self._reconnect_backoff.reset()
+        failures = self._reconnect_backoff.failures
+        if self._reconnect_backoff.reset():
+            log.info("connected to the broker again after %d failed attempts", failures)
         if not self._ready:  # connected and subscribed: ready to apply
             self._ready = True
             self._progress.ready(self._status_line())
         return True
+
+    def _say_unavailable(self, error: BrokerUnavailable, wait_s: float) -> None:
+        """Log why the broker cannot be had: a new reason at once, the same one each minute."""
+        attempts = self._reconnect_backoff.failures
+        if not self._reconnect_backoff.worth_saying(str(error)):
+            log.debug("broker unavailable, retrying in %.1f s: %s", wait_s, error)
+            return
+        # A refusal needs a person (a password, a certificate, a right): an error, not a blip.
+        level = logging.ERROR if isinstance(error, BrokerRefused) else logging.WARNING
+        log.log(
+            level,
+            "broker unavailable (%d failed attempts), retrying in %.1f s: %s",
+            attempts,
+            wait_s,
+            error,
+        )
 
     def _waiting(self, status: str) -> None:
         """Waiting out an outage is not being wedged: keep the watchdog fed, say what for."""

@@ -61,6 +61,23 @@ class BrokerUnavailable(SyncdError):
     """The broker cannot be reached, or the connection to it dropped."""
 
 
+class BrokerRefused(BrokerUnavailable):
+    """The broker answered and said no (a right the user lacks), or TLS trust failed.
+
+    Trying again does not help until someone changes a password, a certificate or the broker's
+    rights: a command stops at once (exit 3), the daemon keeps trying at its longest backoff.
+    """
+
+
+class BrokerLoginRefused(BrokerRefused):
+    """The broker refused the login: wrong user or password, or anonymous logins are off."""
+
+
+class BrokerTLSError(BrokerRefused):
+    """The TLS handshake failed: syncd did not trust the broker's certificate (issuer, host
+    name, expiry), or the broker did not accept syncd's client certificate."""
+
+
 class PublishError(SyncdError):
     """Some events were not confirmed by the broker; ``confirmed`` were."""
 

@@ -65,9 +65,7 @@ def setup_logging(level: str, format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # stomp.py's INFO is per-frame chatter, and each of its warnings and errors ("could not
-    # connect to host …", "error sending frame") repeats a failure syncd reports itself, in
-    # its own words, once per try: a daemon waiting for its broker would log three lines a try.
-    # At debug level they are kept, for whoever needs stomp.py's view of it.
-    stomp_level = logging.WARNING if level.upper() == "DEBUG" else logging.CRITICAL
-    logging.getLogger("stomp.py").setLevel(stomp_level)
+    # stomp.py's INFO is per-frame chatter, and what it warns of (a failed connect or send,
+    # with a traceback) syncd says itself, translated: its own words only when debugging.
+    quiet = logging.WARNING if level == "debug" else logging.CRITICAL
+    logging.getLogger("stomp.py").setLevel(quiet)

@@ -21,7 +21,13 @@ from syncd.backoff import backoff
 from syncd.broker import Outgoing
 from syncd.broker.stomp import StompBroker
 from syncd.config import Config
-from syncd.errors import BrokerUnavailable, MappingApplyError, NoMappingError, PublishError
+from syncd.errors import (
+    BrokerRefused,
+    BrokerUnavailable,
+    MappingApplyError,
+    NoMappingError,
+    PublishError,
+)
 from syncd.events import ChangeEvent, decode_event
 from syncd.mapping import Mapping
 from syncd.routing import Router
@@ -80,8 +86,10 @@ class Publisher:
     def publish(self, events: Iterable[dict[str, Any] | ChangeEvent]) -> int:
         """Publish every event; returns how many the broker confirmed (all of them).
 
-        Raises ``PublishError`` (with ``confirmed``) if the broker stays unreachable; events
-        after the confirmed ones were not published and may be sent again safely.
+        Raises ``PublishError`` (with ``confirmed``) if the broker stays unreachable, or at
+        once if it refuses (a login, a certificate, a queue the user may not write: its
+        ``__cause__`` is then a ``BrokerRefused``); events after the confirmed ones were not
+        published and may be sent again safely.
         """
         messages = (
             self.message_for(e if isinstance(e, ChangeEvent) else decode_event(e)) for e in events
@@ -104,7 +112,9 @@ class Publisher:
         retry = self._config.retry
         try:
             for attempt in tenacity.Retrying(
-                retry=tenacity.retry_if_exception_type(BrokerUnavailable),
+                # A refusal stays a refusal until someone changes the configuration.
+                retry=tenacity.retry_if_exception_type(BrokerUnavailable)
+                & tenacity.retry_if_not_exception_type(BrokerRefused),
                 stop=tenacity.stop_after_delay(retry.max_elapsed_s),
                 wait=backoff(retry),
                 reraise=True,
@@ -113,6 +123,8 @@ class Publisher:
                     if not self._broker.connected:
                         self._broker.connect()
                     self._broker.send_confirmed(chunk)
+        except BrokerRefused as exc:
+            raise PublishError(str(exc), confirmed) from exc
         except BrokerUnavailable as exc:
             raise PublishError(
                 f"the broker did not confirm {len(chunk)} events within "

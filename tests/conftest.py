@@ -26,6 +26,7 @@ from tests.database_tls import (
     start_secure_postgres,
     start_tls_mariadb,
 )
+from tests.secure_broker import SecureBroker, start_secure_broker
 from tests.services import Broker, PostgresCluster, mariadb_database
 
 _databases = itertools.count(1)
@@ -45,6 +46,14 @@ def broker(services_dir: Path) -> Iterator[Broker]:
     started = Broker.start(services_dir / "broker")
     yield started
     started.close()
+
+
+@pytest.fixture(scope="session")
+def secure_broker(services_dir: Path) -> Iterator[SecureBroker]:
+    """activemq-production.xml: TLS only, client certificates, logins, per-queue rights."""
+    started = start_secure_broker(services_dir / "secure")
+    yield started
+    started.broker.close()
 
 
 @pytest.fixture(scope="session")

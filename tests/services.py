@@ -110,27 +110,36 @@ class Broker:
     keeps every persistent message that was not acknowledged.
     """
 
-    def __init__(self, host: str, port: int, directory: Path | None) -> None:
+    def __init__(
+        self, host: str, port: int, directory: Path | None, config_file: str | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.dir = directory  # None for a broker named by SYNCD_TEST_BROKER
+        self.config_file = config_file  # in dir/conf; None: the script's default (activemq.xml)
 
     @classmethod
-    def start(cls, workdir: Path, port: int | None = None) -> Broker:
+    def start(
+        cls, workdir: Path, port: int | None = None, config_file: str | None = None
+    ) -> Broker:
         """Start a broker whose state lives in ``workdir`` and wait until it answers STOMP.
 
         Without ``port`` a free one is chosen (and another one tried if it is taken before
         the broker binds it). With SYNCD_TEST_BROKER set, that broker is used instead.
+        ``config_file`` starts ``workdir/conf/config_file`` (``workdir/conf`` then is the
+        caller's own directory, see syncd-broker --help); never an external broker.
         """
         external = os.environ.get(BROKER_ENV)
-        if external:
+        if external and config_file is None:
             host, _, port_text = external.rpartition(":")
             if not host or not port_text.isdigit():
                 raise RuntimeError(f"{BROKER_ENV}={external!r}: expected host:port")
             return cls(host, int(port_text), None)
         attempts_left = 1 if port is not None else 3
         while True:
-            broker = cls(LOCALHOST, port if port is not None else free_port(), Path(workdir))
+            broker = cls(
+                LOCALHOST, port if port is not None else free_port(), Path(workdir), config_file
+            )
             attempts_left -= 1
             try:
                 broker._run_script("start", str(broker.port))
@@ -196,6 +205,9 @@ class Broker:
                 f"cannot {command} the broker at {self.url}: it comes from {BROKER_ENV}, and "
                 f"fault injection needs a broker this harness started (unset {BROKER_ENV})"
             )
+        env = dict(os.environ)
+        if self.config_file is not None:
+            env["SYNCD_BROKER_CONFIG"] = self.config_file
         try:
             return subprocess.run(
                 [str(SYNCD_BROKER), command, str(self.dir), *args],
@@ -203,6 +215,7 @@ class Broker:
                 text=True,
                 timeout=BROKER_COMMAND_TIMEOUT_S,
                 check=False,
+                env=env,
             )
         except subprocess.TimeoutExpired as error:
             data = self.dir / "data"

@@ -15,6 +15,8 @@ hooks exist and that ``parse_frame`` agrees with stomp.py's own on every kind of
 from __future__ import annotations
 
 import re
+import ssl
+from collections.abc import Callable
 from typing import Any
 
 import stomp.exception
@@ -71,12 +73,13 @@ def _frame(command: str, headers: dict[str, str], body: bytes) -> Any:
     return made
 
 
-def speed_up(conn: Any) -> None:
+def speed_up(conn: Any, failed: Callable[[Exception], None] | None = None) -> None:
     """Read ``conn``'s frames with :class:`FrameReader` and hand MESSAGE frames straight over.
 
     For a MESSAGE, stomp.py would call every listener's ``on_before_message`` (a no-op for
     syncd's listener and for stomp.py's heart-beat listener) and then ``on_message``; here only
-    ``on_message`` is called, with the listeners as they are at that moment.
+    ``on_message`` is called, with the listeners as they are at that moment. ``failed`` hears
+    why reading ended when it was not a clean close (a TLS alert, a reset).
     """
     transport = conn.transport
     reader = FrameReader()
@@ -85,11 +88,15 @@ def speed_up(conn: Any) -> None:
 
     def read_frames() -> None:
         try:
-            data = transport.socket.recv(RECV_BYTES)
+            data = _receive(transport.socket)
         except InterruptedError:
             return
-        except Exception:  # a closed or reset socket, as stomp.py's reader treats it
+        except Exception as exc:  # a closed or reset socket, as stomp.py's reader treats it
+            if failed is not None:
+                failed(exc)
             data = b""
+        if data is None:
+            return  # TLS: nothing decrypted yet
         if not data:
             raise stomp.exception.ConnectionClosedException()
         for frame in reader.feed(data):
@@ -101,6 +108,41 @@ def speed_up(conn: Any) -> None:
 
     # An instance attribute: stomp.py's receiver loop looks the method up on each pass.
     transport._BaseTransport__read_frames = read_frames
+
+
+def _receive(sock: Any) -> bytes | None:
+    """What the socket has: b"" when closed, None when a TLS socket has nothing yet.
+
+    A plain socket is blocking here: one recv. Over TLS stomp.py makes the socket non-blocking
+    and waits in select() on it between reads, and one recv returns at most one TLS record
+    (16 KiB). Decrypted bytes that OpenSSL holds (``pending()``) are invisible to select(), so
+    a read stops only when they are taken too: else a frame could wait there for the next
+    heart-beat. Up to RECV_BYTES per call, as on a plain socket; what is still on the wire then
+    wakes select() at once.
+    """
+    if not isinstance(sock, ssl.SSLSocket):
+        data: bytes = sock.recv(RECV_BYTES)
+        return data
+    chunks: list[bytes] = []
+    size = 0
+    while size < RECV_BYTES or sock.pending():
+        try:
+            chunk = sock.recv(RECV_BYTES)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            break
+        except Exception:
+            if chunks:
+                break  # hand over what came first; the next read meets the failure again
+            raise
+        if not chunk:
+            if chunks:
+                break  # the close is seen again at the next read
+            return b""
+        chunks.append(chunk)
+        size += len(chunk)
+    if not chunks:
+        return None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 RECV_BYTES = 256 * 1024  # per recv: more frames per turn of the GIL than stomp.py's 16 KiB

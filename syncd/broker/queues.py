@@ -119,6 +119,7 @@ class _Listener(Listener):
         self.events.put(_Broken(f"the broker refused: {self.error}"))
 
     def on_disconnected(self) -> None:
+        super().on_disconnected()
         self.events.put(_Broken("the connection to the broker was lost"))
 
 

@@ -177,6 +177,7 @@ class _Listener(Listener):
         self.ended.set()
 
     def on_disconnected(self) -> None:
+        super().on_disconnected()
         self.ended.set()
 
 

@@ -22,9 +22,11 @@ from typing import Any
 from syncd.broker import Message, Outgoing
 from syncd.broker.connection import STOMP_ERRORS, Listener, connect_first, quietly_disconnect
 from syncd.config import BrokerConfig
-from syncd.errors import BrokerUnavailable
+from syncd.errors import BrokerRefused, BrokerUnavailable
 
 log = logging.getLogger(__name__)
+
+CAUSE_GRACE_S = 2.0  # how long a refused commit waits for the ERROR that says why
 
 
 class _Listener(Listener):
@@ -54,10 +56,11 @@ class _Listener(Listener):
 
     def on_error(self, frame: Any) -> None:
         super().on_error(frame)
-        log.warning("broker error: %s", self.error)
+        log.warning("broker error: %s", frame.headers.get("message", "") or self.error)
         self._broker._receipt_failed(frame.headers.get("receipt-id"))
 
     def on_disconnected(self) -> None:
+        super().on_disconnected()
         self._broker._dropped(self._generation)
 
 
@@ -99,6 +102,8 @@ class StompBroker:
         self._config = config
         self._client_name = client_name
         self._conn: Any = None
+        self._listener: _Listener | None = None
+        self._where = ""  # host:port of the connection
         self._generation = 0
         self._connected = False
         self._subscriptions: dict[str, str] = {}
@@ -123,10 +128,10 @@ class StompBroker:
         self.close()
         self._generation += 1
         generation = self._generation
-        conn, _listener, where = connect_first(
+        conn, listener, where = connect_first(
             self._config, lambda: _Listener(self, generation), self._client_name
         )
-        self._conn = conn
+        self._conn, self._listener, self._where = conn, listener, where
         self._connected = True
         log.info("connected to broker %s", where)
         for destination in list(self._subscriptions):
@@ -248,6 +253,16 @@ class StompBroker:
             self._connected = False
             raise BrokerUnavailable(f"sending failed: {exc}") from exc
         if not committed:
+            listener = self._listener
+            if listener is not None and listener.error is not None:
+                # ActiveMQ answers a SEND it refuses (a queue the user may not write) with an
+                # ERROR; sending again gets the same answer. That ERROR, the cause, may come
+                # just after the one of the COMMIT it spoiled.
+                listener.cause_arrived.wait(CAUSE_GRACE_S)
+                raise BrokerRefused(
+                    f"the broker at {self._where} refused the send for user "
+                    f"{self._config.user}: {listener.cause or listener.error}"
+                )
             raise BrokerUnavailable("the broker did not confirm the transaction")
 
     def _send(self, message: Outgoing, transaction: str | None) -> None:

@@ -36,6 +36,7 @@ from syncd.capture import Capture, Captured, CapturedBatch
 from syncd.config import Config, SourceConfig
 from syncd.consumer import Progress
 from syncd.errors import (
+    BrokerRefused,
     BrokerUnavailable,
     CaptureError,
     PublishError,
@@ -207,7 +208,12 @@ class CaptureRunner:
         wait_s = self._backoff.next_s()
         held = f", {len(self._pending.events)} events held" if self._pending else ""
         context = {"source": self.source.name, "retry_in_s": round(wait_s, 2)}
-        log.warning("waiting for %s%s: %s", what, held, error, extra={"context": context})
+        # A new reason at once, the same one again each minute (a refused login waits for a
+        # person); a refusal is an error, an outage a warning.
+        level = logging.ERROR if isinstance(error, BrokerRefused) else logging.WARNING
+        if not self._backoff.worth_saying(f"{what}: {error}"):
+            level = logging.DEBUG
+        log.log(level, "waiting for %s%s: %s", what, held, error, extra={"context": context})
         self._progress.waiting(f"capture {self.source.name}: waiting for {what}: {error}")
         return wait_s
 

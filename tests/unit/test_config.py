@@ -770,7 +770,7 @@ def test_unknown_broker_key_suggests_the_close_name(tmp_path: Path) -> None:
 
     assert found == [
         "config.yaml:4: broker.hostz: unknown key; did you mean 'hosts'? (allowed: hosts, "
-        "user, password, password_file, heartbeat_ms, connect_timeout_s, receipt_timeout_s, "
+        "user, password, password_file, tls, heartbeat_ms, connect_timeout_s, receipt_timeout_s, "
         "prefetch, queue_prefix, dead_letter_queue, publish_batch_events)"
     ]
 
