@@ -32,7 +32,7 @@ from syncd.broker import Message, Outgoing
 from syncd.config import ApplyConfig, RetryConfig
 from syncd.deadletter import ErrorClass, Reason, dead_letter
 from syncd.errors import BrokerUnavailable, DecodeError, MappingApplyError, NoMappingError
-from syncd.events import BadEvent, decode_body
+from syncd.events import BadEvent, Skipped, decode_body
 from syncd.ledger import DeliveryLedger
 from syncd.routing import Router
 from syncd.stats import Stats
@@ -80,6 +80,7 @@ class _Pending:
     events: list[Any] = field(default_factory=list)
     failures: dict[int, Reason] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # why each Debezium non-change was skipped
 
 
 @dataclass
@@ -281,6 +282,8 @@ class ApplyLoop:
         started = time.perf_counter()
         by_database: dict[str, list[Change]] = defaultdict(list)
         for item in pending:
+            if item.skipped:  # counted here, once per settled message, not per decoding
+                self._stats.skipped_messages(item.skipped)
             for change in item.changes:
                 by_database[change.mapping.target_database].append(change)
         # Counted per batch: a counter and a metric per event would cost more than the event.
@@ -305,7 +308,11 @@ class ApplyLoop:
     def _decode_and_route(self, item: _Pending) -> list[Change]:
         message = item.message
         try:
-            slots = decode_body(message.body, message.headers.get("syncd-event-id"))
+            slots = decode_body(
+                message.body,
+                message.headers.get("syncd-event-id"),
+                self._settings.unavailable_placeholder,
+            )
         except DecodeError as exc:
             item.failures[WHOLE_MESSAGE] = Reason(ErrorClass.DECODE, str(exc))
             return []
@@ -315,6 +322,9 @@ class ApplyLoop:
         for index, slot in enumerate(slots):
             if isinstance(slot, BadEvent):
                 item.failures[index] = Reason(ErrorClass.DECODE, str(slot.error))
+                continue
+            if isinstance(slot, Skipped):
+                item.skipped.append(slot.reason)
                 continue
             try:
                 changes += self._router.changes_for(slot, (item, index))

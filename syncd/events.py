@@ -1,8 +1,10 @@
 """Change events: the wire contract's payload, decoded into typed objects.
 
 A message body is one change event, a JSON array of them, or a Debezium ``{schema, payload}``
-wrapper around one. Each element of an array decodes on its own, so one bad event is reported
-without failing its neighbours.
+wrapper around one (decoded by its schema: ``syncd.debezium``). Each element of an array
+decodes on its own, so one bad event is reported without failing its neighbours. Debezium's
+messages that change no row (tombstones, heartbeats, transaction metadata) decode as
+:class:`Skipped`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from syncd import debezium
 from syncd.errors import DecodeError
 
 OPS = {"c": "create", "u": "update", "d": "delete", "r": "snapshot read", "t": "truncate"}
@@ -53,14 +56,30 @@ class BadEvent:
     raw: Any
 
 
-Decoded = ChangeEvent | BadEvent
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A Debezium message that changes no row: acknowledged and counted, never dead-lettered."""
+
+    reason: str  # tombstone | heartbeat | transaction | message (see debezium.skip_reason)
+    raw: Any
 
 
-def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]:
+Decoded = ChangeEvent | BadEvent | Skipped
+
+
+def decode_body(
+    body: bytes | str,
+    event_id: str | None = None,
+    placeholder: str = debezium.PLACEHOLDER,
+) -> list[Decoded]:
     """Decode a message body into its events; raises DecodeError only if the body is not JSON.
 
-    ``event_id`` (the ``syncd-event-id`` header) names the event of a single-event body.
+    ``event_id`` (the ``syncd-event-id`` header) names the event of a single-event body;
+    ``placeholder`` is Debezium's text for a value it could not read
+    (``apply.unavailable_placeholder``).
     """
+    if not body or body.isspace():
+        return [Skipped("tombstone", None)]  # a bridge's rendering of Kafka's null value
     try:
         # UTF-8 as the contract says, without json's sniffing for UTF-16/32 and BOMs (1.6 µs
         # of a message's ~25); a body that does not start like JSON gets the sniffing.
@@ -73,21 +92,28 @@ def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]
     if isinstance(document, list):
         if not document:
             raise DecodeError("message body is an empty JSON array: no change event in it")
-        return [_decode_slot(element, None) for element in document]
-    return [_decode_slot(document, event_id)]
+        return [_decode_slot(element, None, placeholder) for element in document]
+    return [_decode_slot(document, event_id, placeholder)]
 
 
-def _decode_slot(element: Any, event_id: str | None) -> Decoded:
+def _decode_slot(element: Any, event_id: str | None, placeholder: str) -> Decoded:
     try:
-        return decode_event(element, event_id)
+        return decode_event(element, event_id, placeholder)
     except DecodeError as exc:
-        return BadEvent(exc, element)
+        skip = debezium.skip_reason(element)
+        return BadEvent(exc, element) if skip is None else Skipped(skip, element)
 
 
-def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
+def decode_event(
+    document: Any, event_id: str | None = None, placeholder: str = debezium.PLACEHOLDER
+) -> ChangeEvent:
     """Decode one change event (plain or Debezium-wrapped) from parsed JSON."""
+    raw = document
+    typed = False
     if isinstance(document, dict) and "payload" in document and "op" not in document:
-        document = document["payload"]  # Debezium's {"schema": ..., "payload": ...} wrapper
+        # Debezium's {"schema": ..., "payload": ...} wrapper: values decoded by the schema.
+        typed = document.get("schema") is not None
+        document = debezium.unwrap(document, placeholder)
     if not isinstance(document, dict):
         raise DecodeError(f"a change event must be a JSON object, found {_kind(document)}")
     op = document.get("op")
@@ -117,6 +143,9 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
         not isinstance(unavailable, list) or not all(isinstance(c, str) for c in unavailable)
     ):
         raise DecodeError(f"'unavailable' must be a list of column names, found {unavailable!r}")
+    if not typed:
+        # Without a schema (schemas disabled) the placeholder is found by its forms alone.
+        before, after, unavailable = _without_placeholders(before, after, unavailable, placeholder)
     return ChangeEvent(
         op=op,
         before=before,
@@ -127,9 +156,25 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
         position=position,
         event_id=str(explicit_id) if explicit_id is not None else f"{system}@{position}",
         source_ts_ms=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
-        raw=document,
+        raw=raw,
         unavailable=tuple(unavailable),
     )
+
+
+def _without_placeholders(
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    unavailable: Any,
+    placeholder: str,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, Any]:
+    """The rows without Debezium's placeholder; ``after``'s such columns join ``unavailable``."""
+    if before:
+        before, _ = debezium.strip_placeholders(before, placeholder)
+    if after:
+        after, missing = debezium.strip_placeholders(after, placeholder)
+        if missing:
+            unavailable = [*unavailable, *(c for c in missing if c not in unavailable)]
+    return before, after, unavailable
 
 
 def _row(document: dict[str, Any], field: str) -> dict[str, Any] | None:
@@ -157,6 +202,11 @@ def _position(source: dict[str, Any]) -> int:
             return value
         raise DecodeError(
             f"'source.{field}' must be a whole number from 0 to {MAX_POSITION}, found {value!r}"
+        )
+    if "file" in source and "pos" in source:
+        raise DecodeError(
+            "a Debezium MySQL-connector position (source.file, pos, row) is not supported yet: "
+            "'source.seq' (or Debezium's 'source.lsn') is required, the event's position"
         )
     raise DecodeError("'source.seq' (or Debezium's 'source.lsn') is required: the event's position")
 

@@ -43,11 +43,14 @@ def position_reader(table: sa.Table) -> PositionReader:
 
 def upserter_from(
     upsert_statement: Callable[[sa.TableClause, Sequence[str], Sequence[str]], Any],
+    bind: Callable[[Any], Any] | None = None,
 ) -> Callable[[sa.TableClause, Sequence[str], Sequence[str]], Upsert]:
     """A dialect's ``upserter``, from its Core ``upsert_statement(table, key, update columns)``.
 
-    The upsert is an executemany of that one statement, built once per set of columns.
+    The upsert is an executemany of that one statement, built once per set of columns; each
+    value goes through ``bind`` (default :func:`bindable`).
     """
+    bindable_value = bind or bindable
 
     def upserter(
         table: sa.TableClause, key_columns: Sequence[str], columns: Sequence[str]
@@ -56,7 +59,9 @@ def upserter_from(
         statement = upsert_statement(table, key_columns, updates)
 
         def upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
-            conn.execute(statement, [{c: bindable(v) for c, v in row.items()} for row in rows])
+            conn.execute(
+                statement, [{c: bindable_value(v) for c, v in row.items()} for row in rows]
+            )
 
         return upsert
 

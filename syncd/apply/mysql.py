@@ -20,8 +20,10 @@ from sqlalchemy.engine import Connection, Engine
 from syncd.apply import core
 from syncd.apply.classify import Failure, classify_mysql
 from syncd.apply.core import PositionAdvancer
+from syncd.debezium import ZonedText
 
 __all__ = [
+    "bindable",
     "cancel",
     "classify",
     "engine",
@@ -66,6 +68,9 @@ def engine(url: str, timeout_s: float) -> Engine:
         # Waiting for another writer's row lock ends at the apply deadline (whole seconds, at
         # least 1); the batch is then retried.
         cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {timeout_whole_s}")
+        # UTC, whatever the server's zone: a zoned timestamp is written as its UTC wall time
+        # (bindable), which a TIMESTAMP column then reads as the very instant.
+        cursor.execute("SET SESSION time_zone = '+00:00'")
         if "mariadb" in dbapi_connection.get_server_info().lower():
             # MariaDB ends any statement past the deadline; MySQL's max_execution_time covers
             # SELECT only, so there the deadline thread's KILL QUERY does it.
@@ -170,7 +175,18 @@ def _locked_positions(
     return stored
 
 
-upserter = core.upserter_from(upsert_statement)
+def bindable(value: Any) -> Any:
+    """As :func:`core.bindable`; a zoned timestamp or time as its UTC wall time.
+
+    MariaDB and MySQL refuse a zone in a DATETIME, TIMESTAMP or TIME value
+    ('2024-01-15T10:30:00Z' is error 1292).
+    """
+    if type(value) is ZonedText:
+        return value.utc
+    return core.bindable(value)
+
+
+upserter = core.upserter_from(upsert_statement, bindable)
 
 
 position_reader = core.position_reader

@@ -117,7 +117,15 @@ def _json(rows: list[dict[str, Any]]) -> str:
     Rows are unique per key (the applier folds a batch into one write per key), as ON
     CONFLICT DO UPDATE requires.
     """
-    return json.dumps(rows, ensure_ascii=False, default=str)
+    return json.dumps(rows, ensure_ascii=False, default=_json_value)
+
+
+def _json_value(value: Any) -> str:
+    """The JSON text of a value JSON has no form for: bytes as bytea's hex input ('\\x0aff'),
+    which a bytea column reads back as the very bytes; anything else as its str()."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    return str(value)
 
 
 def _name(table: sa.TableClause) -> str:

@@ -317,11 +317,13 @@ class SqlApplier:
             )
             marked.update(conn.execute(query).scalars())
         target = self._targets[mapping.name]
+        # A dialect may bind some values its own way (MySQL: zoned timestamps as UTC).
+        bind = getattr(self._dialect, "bindable", bindable)
         for change in changes:
             if change.key not in marked or not change.row:
                 continue
             fill = {
-                column: sa.func.coalesce(target.table.c[column], bindable(value))
+                column: sa.func.coalesce(target.table.c[column], bind(value))
                 for column, value in change.row.items()
                 if column not in target.key and column in target.columns
             }
