@@ -75,8 +75,8 @@ def test_corpus_update_names_placeholder_columns_unavailable() -> None:
         for s in decode_body(body)
         if isinstance(s, ChangeEvent) and s.position == 2100
     )
-    assert update.unavailable == ("body", "blob")
-    assert "body" not in (update.after or {}) and "blob" not in (update.after or {})
+    assert update.unavailable == ("body", "raw_bytes")
+    assert "body" not in (update.after or {}) and "raw_bytes" not in (update.after or {})
 
 
 # -- value encodings, each from Debezium's and Kafka Connect's documentation ----------------------
@@ -250,7 +250,7 @@ def test_placeholder_without_schema_is_found_by_its_forms() -> None:
             "after": {
                 "id": 1,
                 "body": "__debezium_unavailable_value",
-                "blob": PLACEHOLDER_B64,
+                "raw_bytes": PLACEHOLDER_B64,
                 "n": "C+o=",
             },
             "before": {"id": 1, "body": "__debezium_unavailable_value"},
@@ -259,7 +259,7 @@ def test_placeholder_without_schema_is_found_by_its_forms() -> None:
     )
     assert event.after == {"id": 1, "n": "C+o="}  # without a schema, values pass as sent
     assert event.before == {"id": 1}
-    assert event.unavailable == ("body", "blob")
+    assert event.unavailable == ("body", "raw_bytes")
 
 
 def test_configured_placeholder_replaces_the_default() -> None:

@@ -72,7 +72,7 @@ ROW_FIELDS = [
     field("doc", "string", "io.debezium.data.Json"),
     field("ref", "string", "io.debezium.data.Uuid"),
     field("body", "string"),
-    field("blob", "bytes"),
+    field("raw_bytes", "bytes"),
     field("mood", "string", "io.debezium.data.Enum", parameters={"allowed": "happy,sad"}),
 ]
 ROW_FIELDS[5]["type"] = "float64"  # JsonConverter's name for DOUBLE PRECISION
@@ -183,7 +183,7 @@ def row(values: dict[str, object]) -> dict[str, object]:
         elif name == "t_of_day":
             t: time = value  # type: ignore[assignment]
             out[name] = ((t.hour * 60 + t.minute) * 60 + t.second) * 1_000_000 + t.microsecond
-        elif name == "blob":
+        elif name == "raw_bytes":
             out[name] = base64.b64encode(value).decode()  # type: ignore[arg-type]
         else:
             out[name] = value
@@ -235,7 +235,7 @@ FULL_1 = {
     "doc": '{"a": 1, "tags": ["x", "y"], "nested": {"k": null}}',
     "ref": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
     "body": "a long text, TOASTed at the source",
-    "blob": bytes([0, 255, 16, 128]),
+    "raw_bytes": bytes([0, 255, 16, 128]),
     "mood": "happy",
 }
 FULL_2 = {
@@ -254,7 +254,7 @@ FULL_2 = {
     "doc": "[]",
     "ref": "00000000-0000-0000-0000-000000000000",
     "body": "short",
-    "blob": b"",
+    "raw_bytes": b"",
     "mood": "sad",
 }
 NULLS_3 = {name: None for name in FULL_1} | {"id": 3}
@@ -275,14 +275,14 @@ FULL_4 = {
     "doc": '{"n": -0.5, "s": "é ü 日本", "big": 12345678901234567890}',
     "ref": "ffffffff-ffff-ffff-ffff-ffffffffffff",
     "body": "four",
-    "blob": b"\x00\x00",
+    "raw_bytes": b"\x00\x00",
     "mood": "happy",
 }
 UPDATED_4 = FULL_4 | {
     "price": "99999999.99",
     "doc": '{"a": 2}',
     "body": PLACEHOLDER,
-    "blob": PLACEHOLDER,
+    "raw_bytes": PLACEHOLDER,
 }
 
 
@@ -290,11 +290,11 @@ def events() -> list[object]:
     """Message bodies in order: null is a tombstone (sent as an empty body and as `null`)."""
     b64_placeholder = base64.b64encode(PLACEHOLDER.encode()).decode()
     update_1 = message(
-        "u", 2100, None, FULL_1 | {"price": "31.00", "body": PLACEHOLDER, "blob": PLACEHOLDER}
+        "u", 2100, None, FULL_1 | {"price": "31.00", "body": PLACEHOLDER, "raw_bytes": PLACEHOLDER}
     )
-    update_1["payload"]["after"]["blob"] = b64_placeholder  # a bytea column's placeholder
+    update_1["payload"]["after"]["raw_bytes"] = b64_placeholder  # a bytea column's placeholder
     update_4 = message("u", 2400, None, UPDATED_4)
-    update_4["payload"]["after"]["blob"] = b64_placeholder
+    update_4["payload"]["after"]["raw_bytes"] = b64_placeholder
     transaction_schema = {
         "type": "struct",
         "name": "io.debezium.connector.common.TransactionMetadataValue",
