@@ -84,7 +84,11 @@ def decode_body(
         # UTF-8 as the contract says, without json's sniffing for UTF-16/32 and BOMs (1.6 µs
         # of a message's ~25); a body that does not start like JSON gets the sniffing.
         text = body.decode() if isinstance(body, bytes) and body[:1] in _JSON_STARTS else body
-        document = json.loads(text)
+        document = debezium.parse_known(text) if isinstance(text, str) else None
+        if document is None:
+            document = json.loads(text)
+            if isinstance(text, str):
+                debezium.remember_schema(text, document)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"message body is not JSON: {exc}") from exc
     except RecursionError as exc:  # a hostile body must not take the daemon down with it

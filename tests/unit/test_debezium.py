@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from syncd import debezium
+from syncd.errors import DecodeError
 from syncd.events import BadEvent, ChangeEvent, Skipped, decode_body, decode_event
 
 CORPUS = Path(__file__).parent.parent / "data" / "debezium"
@@ -521,3 +522,38 @@ def test_cache_stays_bounded_under_a_stream_of_new_schemas() -> None:
         document["schema"]["name"] = f"s{n}"
         decode_event(document)
     assert len(debezium._CACHE._by_name) == debezium._Cache.NAMES
+
+
+def compact(document: Any) -> str:
+    return json.dumps(document, separators=(",", ":"))  # as JsonConverter writes it
+
+
+def test_known_schema_text_is_not_parsed_again_and_payloads_still_are() -> None:
+    debezium._CACHE.clear()
+    first = wrapped([{"type": "string", "field": "v"}], {"v": "one"})
+    second = wrapped([{"type": "string", "field": "v"}], {"v": "two"})
+    [a] = decode_body(compact(first))
+    assert debezium.parse_known(compact(second)) is not None  # the schema's text is known now
+    [b] = decode_body(compact(second))
+    assert isinstance(a, ChangeEvent) and isinstance(b, ChangeEvent)
+    assert (a.after, b.after) == ({"id": 1, "v": "one"}, {"id": 1, "v": "two"})
+
+
+def test_schema_holding_the_payload_key_is_parsed_in_full_every_time() -> None:
+    debezium._CACHE.clear()
+    field = {"type": "string", "field": "v", "parameters": {"a": "1", "payload": "x"}}
+    body = compact(wrapped([field], {"v": "one"}))
+    for _ in range(2):
+        [event] = decode_body(body)
+        assert isinstance(event, ChangeEvent) and event.after == {"id": 1, "v": "one"}
+    assert debezium.parse_known(body) is None
+
+
+def test_known_schema_followed_by_garbage_is_still_not_json() -> None:
+    debezium._CACHE.clear()
+    body = compact(wrapped([{"type": "string", "field": "v"}], {"v": "one"}))
+    decode_body(body)
+    with pytest.raises(DecodeError, match="not JSON"):
+        decode_body(body[:-1] + "}}")
+    with pytest.raises(DecodeError, match="not JSON"):
+        decode_body(body.replace('"payload":{', '"payload":{{'))
