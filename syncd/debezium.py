@@ -20,7 +20,7 @@ schema type (``name``, else ``type``)          value
 ``io.debezium.data.Json``                      the document, parsed
 ``bytes`` (and ``Bits``)                       ``bytes``; inside arrays and structs, base64 text
 ``Uuid``, ``Xml``, ``Enum``, ``EnumSet``, …    the text as sent
-int8…int64, float32/64, boolean, string        as sent, type-checked
+int8…int64, float, double, boolean, string     as sent, type-checked
 =============================================  =================================================
 
 The same schema comes with every event, so each schema is compiled once into a decoder and
@@ -51,6 +51,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from hashlib import md5
 from typing import Any
 
@@ -424,11 +425,15 @@ def _expect(*kinds: type) -> Decoder:
     return check
 
 
+# JsonConverter's names for Kafka Connect's types (FLOAT32 is "float", FLOAT64 "double"); the
+# enum names float32/float64 are taken too.
 _PRIMITIVES: dict[str, Decoder] = {
     "int8": _expect(int),
     "int16": _expect(int),
     "int32": _expect(int),
     "int64": _expect(int),
+    "float": _expect(float, int),
+    "double": _expect(float, int),
     "float32": _expect(float, int),
     "float64": _expect(float, int),
     "boolean": _expect(bool),
@@ -512,7 +517,22 @@ def _fixed_decimal(entry: dict[str, Any], where: str) -> Decoder:
         scale = _scale(given)
     except _Unfit as exc:
         raise DecodeError(f"schema of '{where}' (Decimal): parameters.scale: {exc}") from None
-    return lambda value: _decimal_text(_unscaled(value), scale)
+
+    def decode(value: Any) -> str:
+        if type(value) is str:
+            return _decimal_text(_unscaled(value), scale)
+        return _numeric_text(value, scale)
+
+    return decode
+
+
+def _numeric_text(value: Any, scale: int) -> str:
+    """A Decimal JsonConverter wrote as a JSON number (``decimal.format=NUMERIC``), with the
+    scale's digits. A float is read by its shortest text, exact up to ~15 significant digits."""
+    if type(value) not in (int, float, Decimal) or value != value:
+        raise _Unfit(f"expected base64 text or a number, found {_kind(value)}")
+    number = value if type(value) is Decimal else Decimal(repr(value))
+    return f"{number:.{scale}f}" if scale >= 0 else f"{number:f}"
 
 
 def _variable_decimal(entry: dict[str, Any], where: str) -> Decoder:

@@ -134,6 +134,12 @@ def test_kafka_connect_decimal_is_exact_text_with_its_scale(
     assert value == text
 
 
+def test_decimal_written_as_a_number_gets_its_scale() -> None:
+    # JsonConverter's decimal.format=NUMERIC writes the number itself.
+    assert decoded("bytes", 30.5, DECIMAL, parameters={"scale": "2"}) == "30.50"
+    assert decoded("bytes", -7, DECIMAL, parameters={"scale": "3"}) == "-7.000"
+
+
 def test_variable_scale_decimal_takes_each_value_scale() -> None:
     name = "io.debezium.data.VariableScaleDecimal"
     struct = {"fields": [{"type": "int32", "field": "scale"}, {"type": "bytes", "field": "value"}]}
@@ -206,7 +212,8 @@ def test_json_is_the_document_and_bytes_are_bytes() -> None:
 def test_primitives_pass_as_sent() -> None:
     assert decoded("int64", 9223372036854775807) == 9223372036854775807
     assert decoded("boolean", False) is False
-    assert decoded("float64", 1e-300) == 1e-300
+    assert decoded("double", 1e-300) == 1e-300  # JsonConverter's FLOAT64
+    assert decoded("float", 0.5) == 0.5  # and FLOAT32
     assert decoded("string", "") == ""
 
 
@@ -353,7 +360,7 @@ def test_mysql_connector_position_is_said_unsupported() -> None:
             "'after.v'",
         ),
         ({"type": "bytes", "name": DECIMAL, "parameters": {"scale": "2"}}, "", "empty bytes"),
-        ({"type": "bytes", "name": DECIMAL, "parameters": {"scale": "2"}}, 5, "base64"),
+        ({"type": "bytes", "name": DECIMAL, "parameters": {"scale": "2"}}, True, "base64"),
         (
             {"type": "struct", "name": "io.debezium.data.VariableScaleDecimal", "fields": []},
             {"scale": 10**9, "value": "AQ=="},

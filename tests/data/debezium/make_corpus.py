@@ -62,7 +62,7 @@ ROW_FIELDS = [
     ),
     field("qty", "int16"),
     field("big", "int64"),
-    field("ratio", "double"),
+    field("ratio", "double"),  # JsonConverter's name for FLOAT64 (DOUBLE PRECISION)
     field("active", "boolean"),
     field("born", "int32", "io.debezium.time.Date"),
     field("at_local", "int64", "io.debezium.time.MicroTimestamp"),
@@ -75,7 +75,6 @@ ROW_FIELDS = [
     field("raw_bytes", "bytes"),
     field("mood", "string", "io.debezium.data.Enum", parameters={"allowed": "happy,sad"}),
 ]
-ROW_FIELDS[5]["type"] = "float64"  # JsonConverter's name for DOUBLE PRECISION
 
 
 def envelope_schema() -> dict[str, object]:
