@@ -149,7 +149,12 @@ def decode_event(
         raise DecodeError(f"'unavailable' must be a list of column names, found {unavailable!r}")
     if not typed:
         # Without a schema (schemas disabled) the placeholder is found by its forms alone.
-        before, after, unavailable = _without_placeholders(before, after, unavailable, placeholder)
+        if before:
+            before = debezium.strip_placeholders(before, placeholder)[0]
+        if after:
+            after, missing = debezium.strip_placeholders(after, placeholder)
+            if missing:
+                unavailable = [*unavailable, *(c for c in missing if c not in unavailable)]
     return ChangeEvent(
         op=op,
         before=before,
@@ -163,22 +168,6 @@ def decode_event(
         raw=raw,
         unavailable=tuple(unavailable),
     )
-
-
-def _without_placeholders(
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    unavailable: Any,
-    placeholder: str,
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None, Any]:
-    """The rows without Debezium's placeholder; ``after``'s such columns join ``unavailable``."""
-    if before:
-        before, _ = debezium.strip_placeholders(before, placeholder)
-    if after:
-        after, missing = debezium.strip_placeholders(after, placeholder)
-        if missing:
-            unavailable = [*unavailable, *(c for c in missing if c not in unavailable)]
-    return before, after, unavailable
 
 
 def _row(document: dict[str, Any], field: str) -> dict[str, Any] | None:
