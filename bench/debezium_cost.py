@@ -21,7 +21,7 @@ import time
 import timeit
 from pathlib import Path
 
-from syncd import debezium
+from syncd.debezium import schemas
 from syncd.events import ChangeEvent, decode_body
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "debezium" / "events.jsonl"
@@ -53,7 +53,7 @@ def main() -> None:
     copy = json.loads(json.dumps(schema))
 
     def compile_each() -> None:
-        debezium._CACHE.clear()
+        schemas.CACHE.clear()
         decode_body(wrapped)
 
     figures = {

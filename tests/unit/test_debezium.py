@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from syncd import debezium
+from syncd.debezium import schemas
 from syncd.errors import DecodeError
 from syncd.events import BadEvent, ChangeEvent, Skipped, decode_body, decode_event
 
@@ -501,15 +502,15 @@ def test_deeply_nested_schema_is_a_decode_error() -> None:
 
 
 def test_schema_is_compiled_once_and_again_when_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    debezium._CACHE.clear()
+    schemas.CACHE.clear()
     compiled: list[Any] = []
-    original = debezium._compile_envelope
+    original = schemas.compile_envelope
 
     def counting(schema: Any, placeholder: str) -> Any:
         compiled.append(schema)
         return original(schema, placeholder)
 
-    monkeypatch.setattr(debezium, "_compile_envelope", counting)
+    monkeypatch.setattr(schemas, "compile_envelope", counting)
     body = json.dumps(wrapped([{"type": "string", "field": "v"}], {"v": "x"}))
     for _ in range(3):
         decode_body(body)
@@ -523,12 +524,12 @@ def test_schema_is_compiled_once_and_again_when_it_changes(monkeypatch: pytest.M
 
 
 def test_cache_stays_bounded_under_a_stream_of_new_schemas() -> None:
-    debezium._CACHE.clear()
-    for n in range(debezium._Cache.NAMES + 50):
+    schemas.CACHE.clear()
+    for n in range(schemas._Cache.NAMES + 50):
         document = wrapped([{"type": "string", "field": "v"}], {"v": "x"})
         document["schema"]["name"] = f"s{n}"
         decode_event(document)
-    assert len(debezium._CACHE._by_name) == debezium._Cache.NAMES
+    assert len(schemas.CACHE._by_name) == schemas._Cache.NAMES
 
 
 def compact(document: Any) -> str:
@@ -536,7 +537,7 @@ def compact(document: Any) -> str:
 
 
 def test_known_schema_text_is_not_parsed_again_and_payloads_still_are() -> None:
-    debezium._CACHE.clear()
+    schemas.CACHE.clear()
     first = wrapped([{"type": "string", "field": "v"}], {"v": "one"})
     second = wrapped([{"type": "string", "field": "v"}], {"v": "two"})
     [a] = decode_body(compact(first))
@@ -547,7 +548,7 @@ def test_known_schema_text_is_not_parsed_again_and_payloads_still_are() -> None:
 
 
 def test_schema_holding_the_payload_key_is_parsed_in_full_every_time() -> None:
-    debezium._CACHE.clear()
+    schemas.CACHE.clear()
     field = {"type": "string", "field": "v", "parameters": {"a": "1", "payload": "x"}}
     body = compact(wrapped([field], {"v": "one"}))
     for _ in range(2):
@@ -557,7 +558,7 @@ def test_schema_holding_the_payload_key_is_parsed_in_full_every_time() -> None:
 
 
 def test_known_schema_followed_by_garbage_is_still_not_json() -> None:
-    debezium._CACHE.clear()
+    schemas.CACHE.clear()
     body = compact(wrapped([{"type": "string", "field": "v"}], {"v": "one"}))
     decode_body(body)
     with pytest.raises(DecodeError, match="not JSON"):
