@@ -25,9 +25,9 @@ int8…int64, float, double, boolean, string     as sent, type-checked
 
 The same schema comes with every event, so each schema is compiled once into a decoder and
 cached, and its text is not even parsed again (``schemas.py``; the values' decoders are in
-``values.py``, the placeholder's forms in ``placeholder.py``). A value that does not fit its schema — a hostile or broken
-producer — is a :class:`~syncd.errors.DecodeError` naming the field: the event is dead-lettered
-(``decode``), the daemon carries on.
+``values.py``, the placeholder's forms in ``placeholder.py``). A value that does not fit its
+schema — a hostile or broken producer — is a :class:`~syncd.errors.DecodeError` naming the
+field: the event is dead-lettered (``decode``), the daemon carries on.
 
 Debezium's placeholder for a value it could not read (``unavailable.value.placeholder``,
 ``__debezium_unavailable_value``: an unchanged TOASTed column) is never a value: the column is

@@ -9,6 +9,7 @@ from typing import Any
 
 from syncd.debezium.placeholder import forms_of
 from syncd.debezium.values import (
+    PRIMITIVES,
     Decoder,
     Unfit,
     decoder,
@@ -144,6 +145,15 @@ class _Row:
                 if missing is not None:
                     missing.append(name)
                 continue
+            kinds = field.kinds
+            if kinds is not None:  # a primitive: checked here, without a call per value
+                if value.__class__ not in kinds:
+                    raise DecodeError(
+                        f"'{part}.{name}' ({field.type_name}) cannot be decoded: expected "
+                        f"{' or '.join(k.__name__ for k in kinds)}, found {describe(value)}"
+                    )
+                decoded[name] = value
+                continue
             try:
                 decoded[name] = field.decode(value) if field.decode is not None else value
             except (Unfit, ValueError, OverflowError) as exc:
@@ -155,10 +165,17 @@ class _Row:
 
 
 class _Field:
-    __slots__ = ("decode", "placeholders", "type_name")
+    __slots__ = ("decode", "kinds", "placeholders", "type_name")
 
-    def __init__(self, decode: Decoder | None, placeholders: tuple[Any, ...], type_name: str):
+    def __init__(
+        self,
+        decode: Decoder | None,
+        kinds: tuple[type, ...] | None,
+        placeholders: tuple[Any, ...],
+        type_name: str,
+    ):
         self.decode = decode  # None: the value is already what the target gets
+        self.kinds = kinds  # a primitive's Python types (then no decode)
         self.placeholders = placeholders  # the forms Debezium's placeholder takes in this field
         self.type_name = type_name
 
@@ -230,6 +247,11 @@ def _compile_row(schema: dict[str, Any], part: str, placeholder: str) -> _Row:
     compiled: dict[str, _Field] = {}
     for entry in struct_fields(schema, f"schema of '{part}'"):
         name = entry["field"]
+        placeholders = forms.for_schema(entry)
+        kinds = PRIMITIVES.get(entry.get("type")) if "name" not in entry else None  # type: ignore[arg-type]
+        if kinds is not None:
+            compiled[name] = _Field(None, kinds, placeholders, type_name(entry))
+            continue
         decode = decoder(entry, f"{part}.{name}", nested=False)
-        compiled[name] = _Field(decode, forms.for_schema(entry), type_name(entry))
+        compiled[name] = _Field(decode, None, placeholders, type_name(entry))
     return _Row(compiled)
