@@ -116,8 +116,7 @@ def decode_event(
     typed = False
     if isinstance(document, dict) and "payload" in document and "op" not in document:
         # Debezium's {"schema": ..., "payload": ...} wrapper: values decoded by the schema.
-        typed = document.get("schema") is not None
-        document = debezium.unwrap(document, placeholder)
+        document, typed = debezium.unwrap(document, placeholder)
     if not isinstance(document, dict):
         raise DecodeError(f"a change event must be a JSON object, found {_kind(document)}")
     op = document.get("op")

@@ -97,19 +97,23 @@ def skip_reason(document: Any) -> str | None:
 # -- the wrapper ---------------------------------------------------------------------------------
 
 
-def unwrap(document: dict[str, Any], placeholder: str = PLACEHOLDER) -> Any:
-    """The payload of a ``{schema, payload}`` wrapper, its rows decoded by the schema.
+def unwrap(document: dict[str, Any], placeholder: str = PLACEHOLDER) -> tuple[Any, bool]:
+    """The payload of a ``{schema, payload}`` wrapper, its rows decoded by the schema; and
+    whether the schema described them.
 
     Returns a new payload: ``before`` and ``after`` decoded, placeholders left out of them and
-    ``after``'s named in ``unavailable``. Without a schema (``"schema": null``) the payload
-    is returned as it is. DecodeError when the schema is malformed or a value does not fit it.
+    ``after``'s named in ``unavailable``. A wrapper whose schema describes no fields
+    (``"schema": null``, or a struct without ``fields``, as hand-written wrappers have) gives
+    the payload as it is. DecodeError when the schema is malformed or a value does not fit it.
     """
     payload = document["payload"]
     schema = document.get("schema")
     if schema is None or not isinstance(payload, dict):
-        return payload  # events.decode_event says what is wrong with a payload that is no object
+        return payload, False  # events.decode_event says what is wrong with a non-object
+    if isinstance(schema, dict) and "fields" not in schema:
+        return payload, False
     try:
         envelope = schemas.CACHE.envelope(schema, placeholder)
     except RecursionError:
         raise DecodeError("'schema' is nested too deeply to decode") from None
-    return envelope.decode(payload)
+    return envelope.decode(payload), True

@@ -407,7 +407,7 @@ def test_value_that_does_not_fit_its_schema_is_a_decode_error_naming_it(
     ("schema", "said"),
     [
         ("a text", "'schema' must be an object"),
-        ({"type": "struct"}, "list of 'fields'"),
+        ({"type": "struct", "fields": None}, "list of 'fields'"),
         ({"type": "struct", "fields": [{"type": "int32"}]}, "needs a name"),
         ({"type": "struct", "fields": ["x"]}, "needs a name"),
         (
@@ -480,6 +480,18 @@ def test_malformed_schema_is_a_decode_error(schema: Any, said: str) -> None:
     [slot] = decode_body(json.dumps(body))
     assert isinstance(slot, BadEvent)
     assert said in str(slot.error)
+
+
+def test_schema_without_fields_leaves_values_as_sent() -> None:
+    # A hand-written wrapper ({"schema": {"type": "struct"}, …}) describes no values.
+    payload = {
+        "op": "u",
+        "after": {"id": 1, "n": "C+o=", "b": debezium.PLACEHOLDER},
+        "source": SOURCE,
+    }
+    event = decode_event({"schema": {"type": "struct"}, "payload": payload})
+    assert event.after == {"id": 1, "n": "C+o="}
+    assert event.unavailable == ("b",)
 
 
 def test_deeply_nested_schema_is_a_decode_error() -> None:
