@@ -65,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
         "positions_table": "syncd_positions",
         "timeout_s": 30.0,  # deadline of one apply: statement timeout in the database, and ours
         "max_deliveries": 5,  # a message whose processing started this often is dead-lettered
+        # Debezium's unavailable.value.placeholder: a column holding it is left as it is
+        "unavailable_placeholder": "__debezium_unavailable_value",
     },
     "retry": {
         "attempts": 5,
@@ -118,6 +120,7 @@ class ApplyConfig:
     positions_table: str
     timeout_s: float
     max_deliveries: int
+    unavailable_placeholder: str  # Debezium's text for a value it could not read (TOAST)
 
 
 @dataclass(frozen=True)
@@ -361,6 +364,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "positions_table": _table_name,
         "timeout_s": positive_seconds,
         "max_deliveries": whole_number(2, 1000),
+        "unavailable_placeholder": nonempty_text,
     },
     "retry": {
         "attempts": whole_number(1, 1000),

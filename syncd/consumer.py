@@ -39,7 +39,7 @@ from syncd.errors import (
     MappingApplyError,
     NoMappingError,
 )
-from syncd.events import BadEvent, decode_body
+from syncd.events import BadEvent, Skipped, decode_body
 from syncd.ledger import DeliveryLedger
 from syncd.routing import Router
 from syncd.stats import Stats
@@ -91,6 +91,7 @@ class _Pending:
     events: list[Any] = field(default_factory=list)
     failures: dict[int, Reason] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # why each Debezium non-change was skipped
 
 
 @dataclass
@@ -327,6 +328,8 @@ class ApplyLoop:
         started = time.perf_counter()
         by_database: dict[str, list[Change]] = defaultdict(list)
         for item in pending:
+            if item.skipped:  # counted here, once per settled message, not per decoding
+                self._stats.skipped_messages(item.skipped)
             for change in item.changes:
                 by_database[change.mapping.target_database].append(change)
         # Counted per batch: a counter and a metric per event would cost more than the event.
@@ -351,7 +354,11 @@ class ApplyLoop:
     def _decode_and_route(self, item: _Pending) -> list[Change]:
         message = item.message
         try:
-            slots = decode_body(message.body, message.headers.get("syncd-event-id"))
+            slots = decode_body(
+                message.body,
+                message.headers.get("syncd-event-id"),
+                self._settings.unavailable_placeholder,
+            )
         except DecodeError as exc:
             item.failures[WHOLE_MESSAGE] = Reason(ErrorClass.DECODE, str(exc))
             return []
@@ -365,6 +372,9 @@ class ApplyLoop:
         for index, slot in enumerate(slots):
             if isinstance(slot, BadEvent):
                 item.failures[index] = Reason(ErrorClass.DECODE, str(slot.error))
+                continue
+            if isinstance(slot, Skipped):
+                item.skipped.append(slot.reason)
                 continue
             try:
                 changes += self._router.changes_for(slot, (item, index))

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from syncd import jsonvalue
 from syncd.apply.plan import Change
 from syncd.errors import DecodeError, MappingApplyError, NoMappingError
-from syncd.events import BadEvent, ChangeEvent, decode_body
+from syncd.events import BadEvent, ChangeEvent, Skipped, decode_body
 from syncd.mapping import Mapping
 from syncd.routing import Router
 
@@ -52,6 +52,9 @@ def dry_run(
         for slot in slots:
             if isinstance(slot, BadEvent):
                 yield Outcome(number, None, "dead-letter", error=str(slot.error))
+                continue
+            if isinstance(slot, Skipped):  # a Debezium heartbeat, transaction marker, …
+                yield Outcome(number, None, "ignore", error=f"not a row change: {slot.reason}")
                 continue
             yield from _event(number, slot, router, only)
 

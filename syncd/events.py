@@ -1,8 +1,10 @@
 """Change events: the wire contract's payload, decoded into typed objects.
 
 A message body is one change event, a JSON array of them, or a Debezium ``{schema, payload}``
-wrapper around one. Each element of an array decodes on its own, so one bad event is reported
-without failing its neighbours.
+wrapper around one (decoded by its schema: ``syncd.debezium``). Each element of an array
+decodes on its own, so one bad event is reported without failing its neighbours. Debezium's
+messages that change no row (tombstones, heartbeats, transaction metadata) decode as
+:class:`Skipped`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from syncd import jsonvalue
+from syncd import debezium, jsonvalue
 from syncd.errors import DecodeError
 from syncd.values import body_text, hidden_characters, may_hide_characters
 
@@ -61,13 +63,27 @@ class BadEvent:
     raw: Any
 
 
-Decoded = ChangeEvent | BadEvent
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A Debezium message that changes no row: acknowledged and counted, never dead-lettered."""
+
+    reason: str  # tombstone | heartbeat | transaction | message (see debezium.skip_reason)
+    raw: Any
 
 
-def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]:
+Decoded = ChangeEvent | BadEvent | Skipped
+
+
+def decode_body(
+    body: bytes | str,
+    event_id: str | None = None,
+    placeholder: str = debezium.PLACEHOLDER,
+) -> list[Decoded]:
     """Decode a message body into its events; raises DecodeError only if the body is not JSON.
 
-    ``event_id`` (the ``syncd-event-id`` header) names the event of a single-event body.
+    ``event_id`` (the ``syncd-event-id`` header) names the event of a single-event body;
+    ``placeholder`` is Debezium's text for a value it could not read
+    (``apply.unavailable_placeholder``).
     """
     try:
         # UTF-8 as the contract says, without json's sniffing for UTF-16/32 (1.6 µs of a
@@ -75,8 +91,12 @@ def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]
         text = body_text(body)
         if not text.strip():
             raise DecodeError("message body is empty: no change event in it")
-        # Numbers with a fraction or exponent decode as exact Decimals: every digit arrives.
-        document = jsonvalue.loads(text)
+        # A Debezium message whose schema text was seen before: only its payload is parsed.
+        document = debezium.parse_known(text)
+        if document is None:
+            # Numbers with a fraction or exponent decode as exact Decimals: every digit arrives.
+            document = jsonvalue.loads(text)
+            debezium.remember_schema(text, document)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"message body is not JSON: {exc}") from exc
     except RecursionError as exc:  # a hostile body must not take the daemon down with it
@@ -87,22 +107,25 @@ def decode_body(body: bytes | str, event_id: str | None = None) -> list[Decoded]
     if isinstance(document, list):
         if not document:
             raise DecodeError("message body is an empty JSON array: no change event in it")
-        return [_decode_slot(element, None, suspect, finite) for element in document]
-    return [_decode_slot(document, event_id, suspect, finite)]
+        return [_decode_slot(element, None, suspect, finite, placeholder) for element in document]
+    return [_decode_slot(document, event_id, suspect, finite, placeholder)]
 
 
-def _decode_slot(element: Any, event_id: str | None, suspect: bool, finite: bool) -> Decoded:
+def _decode_slot(
+    element: Any, event_id: str | None, suspect: bool, finite: bool, placeholder: str
+) -> Decoded:
     """``suspect``: the body has escapes that may hide lone surrogates or NULs (syncd.values);
     ``finite``: it spells no NaN or Infinity anywhere."""
     try:
-        event = decode_event(element, event_id)
+        event = decode_event(element, event_id, placeholder)
         if suspect:
             event.nul_at = hidden_characters(event.raw)
         if not finite:
             event.non_finite = _check_documents(event)
         return event
     except DecodeError as exc:
-        return BadEvent(exc, element)
+        skip = debezium.skip_reason(element)
+        return BadEvent(exc, element) if skip is None else Skipped(skip, element)
 
 
 def _check_documents(event: ChangeEvent) -> bool:
@@ -124,10 +147,15 @@ def _check_documents(event: ChangeEvent) -> bool:
     return bare
 
 
-def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
+def decode_event(
+    document: Any, event_id: str | None = None, placeholder: str = debezium.PLACEHOLDER
+) -> ChangeEvent:
     """Decode one change event (plain or Debezium-wrapped) from parsed JSON."""
+    raw = document
+    typed = False
     if isinstance(document, dict) and "payload" in document and "op" not in document:
-        document = document["payload"]  # Debezium's {"schema": ..., "payload": ...} wrapper
+        # Debezium's {"schema": ..., "payload": ...} wrapper: values decoded by the schema.
+        document, typed = debezium.unwrap(document, placeholder)
     if not isinstance(document, dict):
         raise DecodeError(f"a change event must be a JSON object, found {_kind(document)}")
     op = document.get("op")
@@ -159,6 +187,14 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
         not isinstance(unavailable, list) or not all(isinstance(c, str) for c in unavailable)
     ):
         raise DecodeError(f"'unavailable' must be a list of column names, found {unavailable!r}")
+    if not typed:
+        # Without a schema (schemas disabled) the placeholder is found by its forms alone.
+        if before:
+            before = debezium.strip_placeholders(before, placeholder)[0]
+        if after:
+            after, missing = debezium.strip_placeholders(after, placeholder)
+            if missing:
+                unavailable = [*unavailable, *(c for c in missing if c not in unavailable)]
     return ChangeEvent(
         op=op,
         before=before,
@@ -169,7 +205,7 @@ def decode_event(document: Any, event_id: str | None = None) -> ChangeEvent:
         position=position,
         event_id=str(explicit_id) if explicit_id is not None else f"{system}@{position}",
         source_ts_ms=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
-        raw=document,
+        raw=raw,
         unavailable=tuple(unavailable),
     )
 
@@ -201,6 +237,11 @@ def _position(source: dict[str, Any]) -> int:
             return value
         raise DecodeError(
             f"'source.{field}' must be a whole number from 0 to {MAX_POSITION}, found {value!r}"
+        )
+    if "file" in source and "pos" in source:
+        raise DecodeError(
+            "a Debezium MySQL-connector position (source.file, pos, row) is not supported yet: "
+            "'source.seq' (or Debezium's 'source.lsn') is required, the event's position"
         )
     raise DecodeError("'source.seq' (or Debezium's 'source.lsn') is required: the event's position")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -82,6 +83,12 @@ def loads(text: str | bytes) -> Any:
     return _DECODER.decode(text)
 
 
+def raw_decode(text: str, start: int) -> tuple[Any, int]:
+    """One JSON value of ``text`` from ``start`` (numbers as :func:`loads` reads them), and
+    where it ends."""
+    return _DECODER.raw_decode(text, start)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text of ``value``: Decimals keep their digits, other non-JSON types str()."""
     return _COMPACT.encode(value)
@@ -91,6 +98,14 @@ def dumps_ascii(value: Any) -> str:
     """:func:`dumps` with every non-ASCII character escaped: for text UTF-8 cannot encode (a
     lone surrogate is written back as the escape it came as)."""
     return _ASCII.encode(value)
+
+
+def spaced_encoder(default: Callable[[Any], Any]) -> simplejson.JSONEncoder:
+    """An encoder like :func:`dumps_spaced`'s that writes what JSON has no form for by
+    ``default`` (a dialect's own text for bytes, say)."""
+    return simplejson.JSONEncoder(
+        ensure_ascii=False, use_decimal=True, allow_nan=False, default=default
+    )
 
 
 def dumps_spaced(value: Any) -> str:

@@ -34,7 +34,9 @@ class Metrics:
         )
         self.skipped = Counter(
             "syncd_events_skipped",
-            "Events that changed nothing: duplicate (position already applied) or stale (older)",
+            "Events that changed nothing: duplicate (position already applied) or stale (older); "
+            "and, under mapping '-', Debezium messages that change no row (tombstone, heartbeat, "
+            "transaction, message)",
             ["mapping", "reason"],
             registry=r,
         )

@@ -63,6 +63,12 @@ class Stats:
         self._rate_mark = (now, total)
         return (total - before) / (now - then) if now > then else 0.0
 
+    def skipped_messages(self, reasons: list[str]) -> None:
+        """Debezium messages that change no row (tombstones, heartbeats, transaction metadata):
+        ``syncd_events_skipped_total{mapping="-", reason=…}``, as no mapping is theirs."""
+        for reason in reasons:
+            self.metrics.skipped.labels("-", reason).inc()
+
     def dead_lettered(self, reason: Reason) -> None:
         labels = (reason.mapping or "-", str(reason.error_class))
         with self._lock:

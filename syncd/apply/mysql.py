@@ -22,8 +22,10 @@ from syncd import jsonvalue
 from syncd.apply import core
 from syncd.apply.classify import Failure, classify_mysql
 from syncd.apply.core import PositionAdvancer
+from syncd.debezium import ZonedText
 
 __all__ = [
+    "bindable",
     "binder",
     "cancel",
     "check_row",
@@ -76,6 +78,9 @@ def engine(url: str, timeout_s: float) -> Engine:
         # Waiting for another writer's row lock ends at the apply deadline (whole seconds, at
         # least 1); the batch is then retried.
         cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {timeout_whole_s}")
+        # UTC, whatever the server's zone: a zoned timestamp is written as its UTC wall time
+        # (bindable), which a TIMESTAMP column then reads as the very instant.
+        cursor.execute("SET SESSION time_zone = '+00:00'")
         if "mariadb" in dbapi_connection.get_server_info().lower():
             # MariaDB ends any statement past the deadline; MySQL's max_execution_time covers
             # SELECT only, so there the deadline thread's KILL QUERY does it.
@@ -187,6 +192,17 @@ def _locked_positions(
     return stored
 
 
+def bindable(value: Any) -> Any:
+    """As :func:`core.bindable`; a zoned timestamp or time as its UTC wall time.
+
+    MariaDB and MySQL refuse a zone in a DATETIME, TIMESTAMP or TIME value
+    ('2024-01-15T10:30:00Z' is error 1292).
+    """
+    if type(value) is ZonedText:
+        return value.utc
+    return core.bindable(value)
+
+
 def binder(column_type: Any) -> core.Binder:
     """PyMySQL writes a Decimal (and an int) as its digits — exact for DECIMAL columns.
 
@@ -195,12 +211,12 @@ def binder(column_type: Any) -> core.Binder:
     (as PostgreSQL's to_jsonb writes a double) would land as -1e+65.
     """
     if not isinstance(column_type, sa.Float):
-        return core.bindable
+        return bindable
 
     def bind(value: Any) -> Any:
         if isinstance(value, Decimal) or type(value) is int:
             return float(value)
-        return core.bindable(value)
+        return bindable(value)
 
     return bind
 

@@ -180,11 +180,11 @@ def _json(rows: list[dict[str, Any]]) -> str:
     CONFLICT DO UPDATE requires.
     """
     try:
-        return jsonvalue.dumps_spaced(rows)
+        return _ENCODER.encode(rows)
     except ValueError:
         # NaN or ±Infinity, which PostgreSQL's JSON parser refuses: sent as the text that
         # numeric and float columns read them from ('NaN', 'Infinity', '-Infinity').
-        return jsonvalue.dumps_spaced([_finite(row) for row in rows])
+        return _ENCODER.encode([_finite(row) for row in rows])
 
 
 def _finite(row: dict[str, Any]) -> dict[str, Any]:
@@ -192,6 +192,18 @@ def _finite(row: dict[str, Any]) -> dict[str, Any]:
         column: jsonvalue.non_finite_text(value) if jsonvalue.is_non_finite(value) else value
         for column, value in row.items()
     }
+
+
+def _json_value(value: Any) -> str:
+    """The JSON text of a value JSON has no form for: bytes as bytea's hex input ('\\x0aff'),
+    which a bytea column reads back as the very bytes; anything else as its str()."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    return str(value)
+
+
+# jsonb's spacing and exact numbers (syncd.jsonvalue), and bytes as bytea reads them.
+_ENCODER = jsonvalue.spaced_encoder(default=_json_value)
 
 
 def _name(table: sa.TableClause) -> str:

@@ -106,6 +106,7 @@ class Rig:
                 positions_table="syncd_positions",
                 timeout_s=5.0,
                 max_deliveries=3,
+                unavailable_placeholder="__debezium_unavailable_value",
             ),
             RetryConfig(attempts=2, initial_backoff_ms=1, max_backoff_ms=5, max_elapsed_s=1.0),
             DLQ,
@@ -253,10 +254,10 @@ def test_a_body_that_kills_the_daemon_while_decoding_is_counted_before_decoding(
 ) -> None:
     real_decode = syncd.consumer.decode_body
 
-    def decode(message_body: bytes | str, event_id: str | None = None) -> Any:
+    def decode(message_body: bytes | str, *rest: Any) -> Any:
         if message_body == b'{"kills": "the daemon"}':
             raise _Died
-        return real_decode(message_body, event_id)
+        return real_decode(message_body, *rest)
 
     monkeypatch.setattr(syncd.consumer, "decode_body", decode)
     poison = rig.broker.publish(QUEUE, b'{"kills": "the daemon"}', {"redelivered": "true"})
@@ -287,7 +288,9 @@ def test_messages_of_a_queue_unsubscribed_by_a_reload_are_handed_back_not_dead_l
         rig.loop.swap(Router([other], rig.applier.target_columns), {}, rig.loop._settings)
         rig.broker.unsubscribe(QUEUE)
 
-    rig.loop._settings = ApplyConfig(1, 5, "syncd_positions", 5.0, 3)  # one message a batch
+    rig.loop._settings = ApplyConfig(
+        1, 5, "syncd_positions", 5.0, 3, "__debezium_unavailable_value"
+    )  # one message a batch
     rig.between_batches = reload_dropping_crm
     # Until the loop went round twice after the reload: past the batch decoded ahead of it.
     rig.run_until(lambda: len(rounds_after) >= 2, timeout_s=5)

@@ -900,3 +900,14 @@ def test_every_problem_is_reported_at_once_from_the_top_down(tmp_path: Path) -> 
         ["config.yaml:4", "broker.hostz"],
         ["config.yaml:6", "databases.warehouse.pasword"],
     ]
+
+
+def test_unavailable_placeholder_defaults_to_debeziums_and_may_be_set(tmp_path: Path) -> None:
+    assert load(tmp_path, MINIMAL).apply.unavailable_placeholder == "__debezium_unavailable_value"
+    config = load(tmp_path, MINIMAL + "apply:\n  unavailable_placeholder: '<toast>'\n")
+    assert config.apply.unavailable_placeholder == "<toast>"
+
+
+def test_empty_unavailable_placeholder_is_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + "apply:\n  unavailable_placeholder: ''\n")
+    assert len(found) == 1 and "unavailable_placeholder" in found[0]

@@ -10,10 +10,15 @@ import pytest
 
 from syncd import consumer
 from syncd.broker import Message
+from syncd.config import DEFAULTS, ApplyConfig
 from syncd.consumer import WHOLE_MESSAGE, ApplyLoop, _Pending
 from syncd.deadletter import ErrorClass
 
 EVENT = {"op": "c", "after": {"id": 1}, "source": {"name": "crm", "table": "t", "seq": 1}}
+
+
+def load_defaults_apply() -> ApplyConfig:
+    return ApplyConfig(**DEFAULTS["apply"])
 
 
 class _BrokenRouter:
@@ -24,6 +29,7 @@ class _BrokenRouter:
 def _loop() -> ApplyLoop:
     loop = ApplyLoop.__new__(ApplyLoop)  # only the router is used by decoding and routing
     loop._router = _BrokenRouter()  # type: ignore[assignment]
+    loop._settings = load_defaults_apply()
     return loop
 
 
@@ -42,7 +48,7 @@ def test_an_unforeseen_routing_error_dead_letters_that_event_alone() -> None:
 def test_an_unforeseen_decoding_error_dead_letters_the_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(body: bytes, event_id: str | None = None) -> list[Any]:
+    def broken(*_args: Any) -> list[Any]:
         raise IndexError("deep inside")
 
     monkeypatch.setattr(consumer, "decode_body", broken)
