@@ -46,11 +46,10 @@ class _Progress:
         pass
 
 
-def test_a_reload_that_loses_the_connection_while_resubscribing_keeps_the_daemon(
-    tmp_path: Path,
-) -> None:
+def _reloader(tmp_path: Path, broker: InMemoryBroker) -> tuple[Reloader, threading.Event]:
+    """A Reloader over a SQLite target with one mapping (source system crm)."""
     sa.create_engine(f"sqlite:///{tmp_path / 't.db'}").connect().exec_driver_sql(
-        "CREATE TABLE customers (id INTEGER PRIMARY KEY)"
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, country TEXT)"
     ).close()
     (tmp_path / "mappings").mkdir()
     (tmp_path / "mappings" / "m.yaml").write_text(MAPPING.format(system="crm"))
@@ -59,11 +58,18 @@ def test_a_reload_that_loses_the_connection_while_resubscribing_keeps_the_daemon
     )
     config = load_config(tmp_path / "config.yaml")
     appliers = build_appliers(config, load_mappings(config.mappings_dir, ["warehouse"]))
-    broker = _DroppingBroker()
     broker.subscribe("/queue/syncd.crm")
-    broker.connect()
     requested = threading.Event()
     reloader = Reloader(config, appliers, broker, _Progress(), requested)  # type: ignore[arg-type]
+    return reloader, requested
+
+
+def test_a_reload_that_loses_the_connection_while_resubscribing_keeps_the_daemon(
+    tmp_path: Path,
+) -> None:
+    broker = _DroppingBroker()
+    reloader, requested = _reloader(tmp_path, broker)
+    broker.connect()
     # The mapping moves to another source system: subscribe to erp, unsubscribe from crm.
     (tmp_path / "mappings" / "m.yaml").write_text(MAPPING.format(system="erp"))
     requested.set()
@@ -78,20 +84,7 @@ def test_a_reload_that_loses_the_connection_while_resubscribing_keeps_the_daemon
 
 
 def test_a_reload_swaps_in_a_changed_filter(tmp_path: Path) -> None:
-    sa.create_engine(f"sqlite:///{tmp_path / 't.db'}").connect().exec_driver_sql(
-        "CREATE TABLE customers (id INTEGER PRIMARY KEY, country TEXT)"
-    ).close()
-    (tmp_path / "mappings").mkdir()
-    (tmp_path / "mappings" / "m.yaml").write_text(MAPPING.format(system="crm"))
-    (tmp_path / "config.yaml").write_text(
-        "databases:\n  warehouse: {url: 'sqlite:///t.db'}\nmappings: mappings/\n"
-    )
-    config = load_config(tmp_path / "config.yaml")
-    appliers = build_appliers(config, load_mappings(config.mappings_dir, ["warehouse"]))
-    broker = InMemoryBroker()
-    broker.subscribe("/queue/syncd.crm")
-    requested = threading.Event()
-    reloader = Reloader(config, appliers, broker, _Progress(), requested)  # type: ignore[arg-type]
+    reloader, requested = _reloader(tmp_path, InMemoryBroker())
     filtered = MAPPING.format(system="crm") + "    where: \"country = 'DE'\"\n"
     (tmp_path / "mappings" / "m.yaml").write_text(filtered)
     requested.set()
