@@ -103,8 +103,13 @@ def dumps_ascii(value: Any) -> str:
 def spaced_encoder(default: Callable[[Any], Any]) -> simplejson.JSONEncoder:
     """An encoder like :func:`dumps_spaced`'s that writes what JSON has no form for by
     ``default`` (a dialect's own text for bytes, say)."""
+    # encoding=None: simplejson would otherwise read bytes as UTF-8 text, never asking default.
     return simplejson.JSONEncoder(
-        ensure_ascii=False, use_decimal=True, allow_nan=False, default=default
+        ensure_ascii=False,
+        use_decimal=True,
+        allow_nan=False,
+        default=default,
+        encoding=None,  # type: ignore[arg-type]  # the stubs miss that None is allowed
     )
 
 

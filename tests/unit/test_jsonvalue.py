@@ -212,3 +212,12 @@ def _type(declared: str) -> object:
 )
 def test_sqlite_affinity_follows_sqlites_rules(declared: str, affinity: str) -> None:
     assert sqlite.affinity(_type(declared)) == affinity
+
+
+def test_the_postgresql_parameter_writes_bytes_as_bytea_hex_not_as_text() -> None:
+    # simplejson would read bytes as UTF-8 text (failing on 0xff) unless told not to.
+    from syncd.apply import postgresql
+
+    assert postgresql._json([{"b": b"\xff\x00a", "n": Decimal("2.50")}]) == (
+        '[{"b": "\\\\xff0061", "n": 2.50}]'
+    )
