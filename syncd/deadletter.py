@@ -91,7 +91,7 @@ def dead_letter(
     if reason.mapping:
         headers["syncd-mapping"] = reason.mapping
     if reason.key:
-        headers["syncd-key"] = reason.key
+        headers["syncd-key"] = one_line(reason.key)  # a header: a very long key is cut
     if reason.attempts is not None:
         headers["syncd-attempts"] = str(reason.attempts)
     return Outgoing(queue, body, headers)

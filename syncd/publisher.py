@@ -16,19 +16,13 @@ from typing import Any
 import tenacity
 
 from syncd import jsonvalue
-from syncd.apply.plan import key_text
 from syncd.backoff import backoff
 from syncd.broker import Outgoing
 from syncd.broker.stomp import StompBroker
 from syncd.config import Config
-from syncd.errors import (
-    BrokerRefused,
-    BrokerUnavailable,
-    MappingApplyError,
-    NoMappingError,
-    PublishError,
-)
+from syncd.errors import BrokerRefused, BrokerUnavailable, PublishError
 from syncd.events import ChangeEvent, decode_event
+from syncd.groups import group_headers, group_of_event
 from syncd.mapping import Mapping
 from syncd.routing import Router
 
@@ -68,20 +62,15 @@ class Publisher:
         """The message that carries ``event``: destination, group and body (``raw`` as JSON)."""
         if body is None:
             body = jsonvalue.dumps(event.raw).encode()
-        group = self.group_of(event)
-        # ActiveMQ keeps JMSXGroupID to itself (STOMP consumers never see it); syncd-group
-        # carries the same value along, so a dead letter can be replayed into its group.
-        headers = {"JMSXGroupID": group, "syncd-group": group, "content-type": "application/json"}
+        # syncd-group too: ActiveMQ keeps JMSXGroupID to itself (STOMP consumers never see
+        # it), and a dead letter is replayed into its group from syncd-group.
+        headers = {**group_headers(self.group_of(event)), "content-type": "application/json"}
         return Outgoing(self._config.queue_for(event.system), body, headers)
 
     def group_of(self, event: ChangeEvent) -> str:
-        """Source table + key, by the first mapping of the table; the table alone without one."""
-        row = event.before if event.is_delete else event.after
-        try:
-            mapping = self._router.mappings_for(event)[0]
-            return f"{event.qualified_table}:{key_text(mapping.key_of(row or {}))}"
-        except (NoMappingError, MappingApplyError):
-            return event.qualified_table
+        """Source table + key, by the first mapping of the table; the table alone without one
+        (no mapping, or a row without the key's columns)."""
+        return group_of_event(self._router, event)
 
     def publish(self, events: Iterable[dict[str, Any] | ChangeEvent]) -> int:
         """Publish every event; returns how many the broker confirmed (all of them).

@@ -111,16 +111,26 @@ class Broker:
     """
 
     def __init__(
-        self, host: str, port: int, directory: Path | None, config_file: str | None = None
+        self,
+        host: str,
+        port: int,
+        directory: Path | None,
+        config_file: str | None = None,
+        store: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.dir = directory  # None for a broker named by SYNCD_TEST_BROKER
         self.config_file = config_file  # in dir/conf; None: the script's default (activemq.xml)
+        self.store = store  # a shared KahaDB directory (a master/slave pair); None: dir's own
 
     @classmethod
     def start(
-        cls, workdir: Path, port: int | None = None, config_file: str | None = None
+        cls,
+        workdir: Path,
+        port: int | None = None,
+        config_file: str | None = None,
+        store: Path | None = None,
     ) -> Broker:
         """Start a broker whose state lives in ``workdir`` and wait until it answers STOMP.
 
@@ -128,9 +138,11 @@ class Broker:
         the broker binds it). With SYNCD_TEST_BROKER set, that broker is used instead.
         ``config_file`` starts ``workdir/conf/config_file`` (``workdir/conf`` then is the
         caller's own directory, see syncd-broker --help); never an external broker.
+        ``store`` keeps KahaDB there: a second broker on the same ``store`` starts as the
+        standby of a master/slave pair (it returns once it waits for the store's lock).
         """
         external = os.environ.get(BROKER_ENV)
-        if external and config_file is None:
+        if external and config_file is None and store is None:
             host, _, port_text = external.rpartition(":")
             if not host or not port_text.isdigit():
                 raise RuntimeError(f"{BROKER_ENV}={external!r}: expected host:port")
@@ -138,11 +150,15 @@ class Broker:
         attempts_left = 1 if port is not None else 3
         while True:
             broker = cls(
-                LOCALHOST, port if port is not None else free_port(), Path(workdir), config_file
+                LOCALHOST,
+                port if port is not None else free_port(),
+                Path(workdir),
+                config_file,
+                store,
             )
             attempts_left -= 1
             try:
-                broker._run_script("start", str(broker.port))
+                broker._run_script("start", *broker._start_args())
             except RuntimeError as error:
                 # free_port() cannot reserve the port; someone may take it before the broker.
                 if attempts_left and "in use" in str(error):
@@ -177,7 +193,21 @@ class Broker:
     def restart(self) -> None:
         """Start again on the same port with the same data; stops it first if it runs."""
         self._run_script("stop")
-        self._run_script("start", str(self.port))
+        self._run_script("start", *self._start_args())
+
+    def start_again(self) -> None:
+        """Start after a kill or stop, on the same port and store (a standby, in a pair)."""
+        self._run_script("start", *self._start_args())
+
+    def serving(self) -> bool:
+        """True if its STOMP port accepts connections (a standby's stays closed)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            return sock.connect_ex((self.host, self.port)) == 0
+
+    def _start_args(self) -> list[str]:
+        store = ["--store", str(self.store)] if self.store is not None else []
+        return [str(self.port), *store]
 
     def close(self) -> None:
         """Teardown: stop a broker this harness started; leave an external one alone."""
@@ -223,6 +253,62 @@ class Broker:
                 f"syncd-broker {command} {self.dir} hung for {BROKER_COMMAND_TIMEOUT_S} s\n"
                 + log_tail(data / "console.log", data / "activemq.log")
             ) from error
+
+
+class BrokerPair:
+    """A shared-store master/slave pair: two brokers, one KahaDB directory (``store``).
+
+    The first started is the master; the second waits for the store's lock and takes over,
+    with every persistent message, when the master dies. ``hosts`` lists both, as a
+    config.yaml's ``broker.hosts`` would.
+    """
+
+    def __init__(self, first: Broker, second: Broker) -> None:
+        self.brokers = (first, second)
+
+    @classmethod
+    def start(cls, workdir: Path) -> BrokerPair:
+        store = Path(workdir) / "store"
+        first = Broker.start(Path(workdir) / "a", store=store)
+        second = Broker.start(Path(workdir) / "b", store=store)
+        return cls(first, second)
+
+    @property
+    def hosts(self) -> list[str]:
+        return [broker.url for broker in self.brokers]
+
+    def master(self, timeout_s: float = 60) -> Broker:
+        """The broker that serves (waiting for a standby to take over, if it must)."""
+        serving = wait_for(
+            lambda: next((b for b in self.brokers if b.is_running() and b.serving()), None),
+            timeout_s,
+            interval_s=0.2,
+            what="a broker of the pair to serve",
+        )
+        assert serving is not None
+        return serving
+
+    def standby(self) -> Broker:
+        master = self.master()
+        return next(b for b in self.brokers if b is not master)
+
+    def fail_over(self, timeout_s: float = 60) -> Broker:
+        """SIGKILL the master, wait for the standby to serve, start the old master again as
+        the new standby; returns the new master."""
+        old = self.master()
+        new = next(b for b in self.brokers if b is not old)
+        old.kill()
+        wait_for(new.serving, timeout_s, interval_s=0.1, what=f"the standby {new.url} to serve")
+        old.start_again()
+        return new
+
+    def queue_stats(self, queue_name: str, timeout_s: float = 10) -> dict[str, Any]:
+        return self.master().queue_stats(queue_name, timeout_s)
+
+    def close(self) -> None:
+        # The standby first: stopping the master first would hand it the store, to stop again.
+        for broker in reversed(self.brokers) if self.brokers[0].serving() else self.brokers:
+            broker.close()
 
 
 def _destination_stats(host: str, port: int, queue_name: str, timeout_s: float) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from syncd.errors import (
     SourceUnavailable,
     first_line,
 )
+from syncd.groups import group_headers
 from syncd.publisher import Publisher
 from syncd.stats import Stats
 
@@ -76,12 +77,7 @@ def open_capture(source: SourceConfig) -> Capture:
 def captured_message(queue: str, captured: Captured) -> Outgoing:
     """The message that carries one captured event: JSON body, grouped by table and key."""
     body = jsonvalue.dumps(captured.event).encode()
-    # ActiveMQ keeps JMSXGroupID to itself; syncd-group carries it to consumers and dead letters.
-    headers = {
-        "JMSXGroupID": captured.group,
-        "syncd-group": captured.group,
-        "content-type": "application/json",
-    }
+    headers = {**group_headers(captured.group), "content-type": "application/json"}
     return Outgoing(queue, body, headers)
 
 

@@ -177,22 +177,60 @@ def test_statistics_plugin_answers_with_json(_broker: Broker) -> None:
     assert stats["brokerName"] == "syncd"
 
 
-def test_two_thousand_message_groups_all_reach_one_consumer(_broker: Broker) -> None:
-    destination = unique_queue("groups-one-consumer")
-    count = 2000
-    producer = Client(_broker)
-    producer.send_many(destination, [(str(i), {"JMSXGroupID": f"g{i}"}) for i in range(count)])
-    producer.close()
+def test_two_thousand_groups_spread_over_three_consumers_each_kept_in_order(
+    _broker: Broker,
+) -> None:
+    """Three consumers on one queue: every group's messages reach one consumer, in order,
+    each consumer gets its share; when one consumer goes, its groups move on — whole, in
+    order, none lost — to the others (ActiveMQ reassigns a closed consumer's groups)."""
+    destination = unique_queue("groups-three-consumers")
+    groups, rounds = 2000, 3
+    seen: dict[str, list[tuple[str, int]]] = {}  # group -> [(consumer, round)] in arrival order
+    received = 0
+    lock = threading.Lock()
 
-    consumer = Client(_broker)
-    consumer.connection.subscribe(destination, id="1", ack="client-individual")
-    received = set()
-    for _ in range(count):
-        frame = consumer.receive()
-        received.add(frame.body)
-        consumer.connection.ack(frame.headers["ack"])
-    consumer.close()
-    assert received == {str(i) for i in range(count)}
+    def record_and_ack(client: Client, frame: Any) -> None:
+        nonlocal received
+        group, round_ = frame.body.rsplit("/", 1)
+        with lock:
+            seen.setdefault(group, []).append((client.name, int(round_)))
+            received += 1
+        client.connection.ack(frame.headers["ack"])
+
+    def round_of(round_: int) -> list[tuple[str, dict[str, str]]]:
+        return [(f"g{i}/{round_}", {"JMSXGroupID": f"g{i}"}) for i in range(groups)]
+
+    consumers = {
+        name: Client(_broker, on_message=record_and_ack, name=name)
+        for name in ("first", "second", "third")
+    }
+    for consumer in consumers.values():
+        consumer.connection.subscribe(destination, id="1", ack="client-individual")
+    producer = Client(_broker)
+    try:
+        producer.send_many(destination, round_of(0) + round_of(1))
+        wait_for(lambda: received == 2 * groups, 30, what=f"{2 * groups} messages")
+        owners = {group: arrivals[0][0] for group, arrivals in seen.items()}
+        consumers.pop("second").close()  # its groups must move on
+        producer.send_many(destination, round_of(2))
+        wait_for(lambda: received == rounds * groups, 30, what=f"{rounds * groups} messages")
+    finally:
+        producer.close()
+        for consumer in consumers.values():
+            consumer.close()
+
+    assert len(seen) == groups
+    shares = {name: sum(1 for o in owners.values() if o == name) for name in owners.values()}
+    assert set(shares) == {"first", "second", "third"}, shares
+    assert min(shares.values()) > groups // 10, shares  # the groups spread over all three
+    for group, arrivals in seen.items():
+        assert [r for _name, r in arrivals] == list(range(rounds)), (group, arrivals)
+        names = [name for name, _r in arrivals]
+        assert names[0] == names[1], (group, arrivals)  # both rounds went to its owner
+        if owners[group] == "second":
+            assert names[2] in ("first", "third"), (group, arrivals)  # handed on
+        else:
+            assert names[2] == owners[group], (group, arrivals)  # kept
 
 
 def test_message_groups_beyond_1024_stay_with_their_consumer(_broker: Broker) -> None:
