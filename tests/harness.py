@@ -65,10 +65,11 @@ def syncd(
 class Daemon:
     """``syncd run -c CONFIG [ARGS]`` as a child process, with its stderr kept in a file."""
 
-    def __init__(self, config: Path, *args: str):
+    def __init__(self, config: Path, *args: str, log_path: Path | None = None):
         self.config = config
         self.args = args  # more `syncd run` options, e.g. "--only", "capture"
-        self.log_path = config.parent / "syncd.log"
+        # Several daemons on one config (one job) each keep a log of their own.
+        self.log_path = log_path or config.parent / "syncd.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:

@@ -127,3 +127,82 @@ def as_messages(events: list[dict[str, Any]], rng: random.Random) -> list[Any]:
         )
         i += 1
     return messages
+
+
+# ------------------------------------------------------------------ partial-update histories
+
+PARTIAL_TABLE = """CREATE TABLE ledger (id INTEGER PRIMARY KEY, a BIGINT, b BIGINT, c BIGINT,
+                   pos BIGINT)"""
+PARTIAL_COLUMNS = ("a", "b", "c")
+
+
+def partial_mapping(system: str) -> str:
+    """The mapping of :class:`PartialSource`'s table; ``pos`` is the position of the event
+    that last wrote the row (so a trigger can see a row go back in time)."""
+    return f"""
+mappings:
+  - name: ledger
+    source: {{system: {system}, table: public.ledger}}
+    target: {{database: warehouse, table: ledger}}
+    key: [id]
+    set:
+      pos: {{from: position}}
+    on_delete: delete
+"""
+
+
+@dataclass
+class PartialSource:
+    """A source whose updates each carry one column only (``after`` = key + that column).
+
+    The target keeps the columns an update does not carry, so it ends equal to the fold of
+    the history only if every key's events were applied in order: an older update applied
+    after a newer one is refused by the position guard, and its value is lost.
+    """
+
+    system: str
+    seq: int = 0
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def _emit(self, op: str, before: Any, after: Any) -> dict[str, Any]:
+        self.seq += 1
+        origin = {"name": self.system, "schema": "public", "table": "ledger", "seq": self.seq}
+        if after is not None:
+            after = {k: (self.seq if v is None else v) for k, v in after.items()}
+        event = {"op": op, "before": before, "after": after, "source": origin}
+        self.events.append(event)
+        return event
+
+    def create(self, key: int) -> None:
+        event = self._emit("c", None, {"id": key, "a": None, "b": None, "c": None})
+        self.rows[key] = dict(event["after"], pos=self.seq)
+
+    def update(self, key: int, column: str) -> None:
+        self._emit("u", {"id": key}, {"id": key, column: None})
+        self.rows[key].update({column: self.seq, "pos": self.seq})
+
+    def delete(self, key: int) -> None:
+        self._emit("d", {"id": key}, None)
+        del self.rows[key]
+
+    def expected(self) -> list[Row]:
+        return sorted((r["id"], r["a"], r["b"], r["c"], r["pos"]) for r in self.rows.values())
+
+
+def partial_history(system: str, keys: int, operations: int, seed: int) -> PartialSource:
+    """Creates of keys 1..``keys``, then ``operations`` one-column updates, a few deletes and
+    re-creates; most events are updates, so most keys see long runs of them."""
+    rng = random.Random(seed)
+    source = PartialSource(system)
+    for key in range(1, keys + 1):
+        source.create(key)
+    for _ in range(operations):
+        key = rng.randint(1, keys)
+        if key not in source.rows:
+            source.create(key)
+        elif rng.random() < 0.03:
+            source.delete(key)
+        else:
+            source.update(key, rng.choice(PARTIAL_COLUMNS))
+    return source
