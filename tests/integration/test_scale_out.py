@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -30,8 +33,8 @@ from sqlalchemy.pool import NullPool
 from syncd.config import load_config
 from syncd.mapping.reader import load_mappings
 from syncd.publisher import Publisher
-from tests.harness import Daemon, Received, syncd, wait_until
-from tests.history import PARTIAL_TABLE, PartialSource, Row, partial_history, partial_mapping
+from tests.harness import Daemon, Received, StompClient, syncd, wait_until
+from tests.history import PARTIAL_TABLE, Row, partial_history, partial_mapping
 from tests.services import BrokerPair, PostgresCluster
 
 pytestmark = pytest.mark.integration
@@ -76,8 +79,8 @@ class Job:
     def queue(self) -> str:
         return f"/queue/syncd.{self.system}"
 
-    def daemon(self, number: int) -> Daemon:
-        return Daemon(self.config, log_path=self.directory / f"syncd-{number}.log")
+    def daemon(self, number: int, *args: str) -> Daemon:
+        return Daemon(self.config, *args, log_path=self.directory / f"syncd-{number}.log")
 
     def target(self) -> list[Row]:
         with self.engine.connect() as conn:
@@ -105,6 +108,17 @@ class Job:
 
     def dead_letters(self) -> list[Received]:
         return drain(self.pair, self.dlq)
+
+
+def send(pair: BrokerPair, destination: str, body: str, headers: dict[str, str]) -> None:
+    """One persistent message to the pair's master, confirmed."""
+    master = pair.master()
+    client = StompClient(master.port)
+    try:
+        client.send(destination, body, **headers)
+        client.flush()
+    finally:
+        client.close()
 
 
 def drain(pair: BrokerPair, destination: str, idle_s: float = 1.0) -> list[Received]:
@@ -199,7 +213,7 @@ def test_three_daemons_keep_each_keys_order_through_stop_kill_and_broker_failove
     and the master broker is SIGKILLed. The target ends equal to the fold of a partial-update
     history, no row ever went back to an older position, nothing is dead-lettered, and every
     daemon still runs and exits 0."""
-    source = partial_history(job.system, keys=150, operations=6000, seed=11)
+    source = partial_history(job.system, keys=150, operations=4000, seed=11)
     daemons = [job.daemon(n).start() for n in range(DAEMONS)]
     publishing = PacedPublisher(job, source.events, hold_at=0.6)
     try:
@@ -226,7 +240,7 @@ def test_three_daemons_keep_each_keys_order_through_stop_kill_and_broker_failove
         wait_until(lambda: job.target() == expected, 120, "the target to equal the history")
         assert job.went_back() == []
         assert job.dead_letters() == []
-        for number, daemon in enumerate(daemons):
+        for daemon in daemons:
             assert daemon.running, daemon.log()[-3000:]
         assert all(d.stop() == 0 for d in daemons)
     finally:
@@ -238,37 +252,127 @@ def test_three_daemons_keep_each_keys_order_through_stop_kill_and_broker_failove
     assert all(f"connected to broker {url}" in daemons[2].log() for url in job.pair.hosts)
 
 
-def test_publish_and_dlq_commands_fail_over_and_wait_for_a_broker_to_return(
+def test_publish_waits_while_both_brokers_are_down_and_dlq_replay_fails_over(
     job: Job, tmp_path: Path
 ) -> None:
-    """`syncd publish` reaches the standby with the master dead, and waits while both brokers
-    are down until one returns; `syncd dlq list` and `replay` work through the failover set.
-    Unicode, composite-looking, NUL-holding and very long keys publish with a group each."""
-    keys = [1, 2]
+    """With both brokers of the pair down, `syncd publish` waits (backoff) until one
+    returns, then every event is confirmed; with the first host of ``broker.hosts`` dead,
+    `syncd dlq list` and `replay` reach the second. What they send carries its group, a
+    very long key's as a digest short enough for a header."""
+    long_key = "k" * 20_000  # a header of its own would exceed ActiveMQ's 10 KiB limit
     lines = [
-        json.dumps(
-            {
-                "op": "c",
-                "after": {"id": key, "a": key, "b": None, "c": None},
-                "source": {"name": job.system, "schema": "public", "table": "ledger", "seq": key},
-            }
-        )
-        for key in keys
+        {"op": "c", "after": {"id": key, "a": 1}, "source": {"seq": seq}}
+        for seq, key in ((1, 1), (2, long_key))
     ]
+    origin = {"name": job.system, "schema": "public", "table": "ledger"}
     events_file = tmp_path / "events.jsonl"
-    events_file.write_text("\n".join(lines) + "\n")
-    master = job.pair.master()
-    standby = job.pair.standby()
-    master.stop()
-    standby_serves = threading.Thread(target=lambda: job.pair.master(60))
-    result = syncd("publish", "-c", str(job.config), str(events_file), timeout_s=90)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "2" in result.stdout
-    standby_serves.start()
-    standby_serves.join()
-    master.start_again()
-    received = drain(job.pair, job.queue)
-    assert sorted(r.headers["syncd-group"] for r in received) == [
-        "public.ledger:[1]",
-        "public.ledger:[2]",
-    ]
+    events_file.write_text(
+        "".join(json.dumps({**e, "source": {**origin, **e["source"]}}) + "\n" for e in lines)
+    )
+    first, second = job.pair.brokers
+    letter = {"op": "c", "after": {"id": 3, "a": 3}, "source": {**origin, "seq": 3}}
+    send(
+        job.pair,
+        job.dlq,
+        json.dumps(letter),
+        {"syncd-original-destination": job.queue, "syncd-group": "public.ledger:[3]"},
+    )
+
+    job.pair.standby().kill()
+    job.pair.master().kill()  # both down
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "publish", "-c", str(job.config), str(events_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(3)  # it waits for a broker, it does not give up
+        second.start_again()  # the second host returns first, and takes the store
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "published 2 events" in output
+
+    listed = syncd("dlq", "list", "-c", str(job.config), "--json")
+    assert listed.returncode == 0, listed.stderr
+    replayed = syncd("dlq", "replay", "-c", str(job.config), "--all")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    first.start_again()  # the standby again
+
+    groups = sorted(r.headers["syncd-group"] for r in drain(job.pair, job.queue))
+    assert len(groups) == 3
+    assert groups[1:] == ["public.ledger:[1]", "public.ledger:[3]"]
+    assert groups[0].startswith("public.ledger:#sha256:") and len(groups[0]) < 100
+    assert job.dead_letters() == []
+
+
+def test_capture_through_a_failover_loses_nothing(
+    job: Job, postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    """An outbox capture and the apply loop, in two daemons on one config, while the source
+    is written to and the master broker is SIGKILLed: a batch in flight at the failover is
+    confirmed to the source only after the new master's receipt, so the target ends equal
+    to the source table, row for row."""
+    source_url = postgres.create_database(f"{job.system}_src")
+    source = sa.create_engine(source_url)  # pooled: the writer commits hundreds of times
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE ledger (id integer PRIMARY KEY, a bigint, b bigint)")
+    config = job.config.read_text().replace(
+        "state_dir: state/",
+        f"""state_dir: state/
+sources:
+  {job.system}:
+    url: "{source_url}"
+    capture: outbox
+    tables: [public.ledger]
+    batch_events: 50""",
+    )
+    job.config.write_text(config)
+    installed = syncd("capture", "install", "-c", str(job.config))
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    writes = 0
+    stop = threading.Event()
+
+    def write() -> None:
+        nonlocal writes
+        rng = random.Random(5)
+        while not stop.is_set() or writes < 300:
+            key, column = rng.randint(1, 40), rng.choice("ab")
+            with source.begin() as conn:
+                conn.exec_driver_sql(
+                    f"INSERT INTO ledger (id, {column}) VALUES ({key}, {writes}) "
+                    f"ON CONFLICT (id) DO UPDATE SET {column} = EXCLUDED.{column}"
+                )
+            writes += 1
+
+    daemons = [job.daemon(0).start(), job.daemon(1, "--only", "apply").start()]
+    writer = threading.Thread(target=write, name="writer")
+    try:
+        writer.start()
+        wait_until(lambda: writes > 100 and job.applied_rows() > 0, 60, "capture to flow")
+        job.pair.fail_over()
+        stop.set()
+        writer.join(60)
+        with source.connect() as conn:
+            expected = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM ledger ORDER BY 1")]
+
+        def target() -> list[Row]:
+            return [row[:3] for row in job.target()]
+
+        wait_until(lambda: target() == expected, 90, "the target to equal the source")
+        assert job.went_back() == []
+        assert job.dead_letters() == []
+        assert all(daemon.running for daemon in daemons)
+        assert all(daemon.stop() == 0 for daemon in daemons)
+    finally:
+        stop.set()
+        for daemon in daemons:
+            if daemon.running:
+                daemon.kill()
+        source.dispose()
+    assert "Traceback" not in "".join(d.log() for d in daemons)
