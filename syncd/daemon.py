@@ -31,6 +31,7 @@ from syncd.errors import (
     Problem,
     TargetUnavailable,
 )
+from syncd.instance import instance_name
 from syncd.ledger import DeliveryLedger
 from syncd.mapping import Mapping, load_mappings
 from syncd.metrics import serve
@@ -336,6 +337,7 @@ class _ApplyPart:
             "syncd applying: %d mappings, queues %s",
             len(self.mappings),
             ", ".join(self.config.queue_for(s) for s in self.router.systems),
+            extra={"context": {"instance": instance_name()}},
         )
         return loop
 

@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from syncd.instance import instance_name
+
 log = logging.getLogger(__name__)
 
 # Seconds; a batch of 100 single events takes ~20 ms here, a large array batch ~0.5 s.
@@ -68,6 +70,14 @@ class Metrics:
             ["queue"],
             registry=r,
         )
+        # Which daemon these are, for dashboards over many (join on the scrape's labels).
+        self.instance_info = Gauge(
+            "syncd_instance_info",
+            "1, labelled with this daemon's instance name ($SYNCD_INSTANCE, or host-pid)",
+            ["name"],
+            registry=r,
+        )
+        self.instance_info.labels(instance_name()).set(1)
 
     def lag_from(self, source_ts_ms: Callable[[], dict[str, int]]) -> None:
         """``syncd_lag_seconds{mapping}``: now minus the source time of the newest applied

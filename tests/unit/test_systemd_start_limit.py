@@ -18,7 +18,7 @@ def _seconds(unit: str, setting: str) -> float:
     return value * {"ms": 0.001, "s": 1, "min": 60}[unit_name]
 
 
-@pytest.mark.parametrize("name", ["syncd.service", "syncd@.service"])
+@pytest.mark.parametrize("name", ["syncd.service", "syncd@.service", "syncd-worker@.service"])
 def test_a_crash_loop_cannot_reach_the_start_limit(name: str) -> None:
     unit = (UNITS / name).read_text()
     unit_section = unit.split("[Service]")[0]

@@ -30,7 +30,7 @@ def installed_copy(unit: Path, directory: Path) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("unit", ["syncd.service", "syncd@.service"])
+@pytest.mark.parametrize("unit", ["syncd.service", "syncd@.service", "syncd-worker@.service"])
 def test_unit_verifies(unit: str, analyze: str, tmp_path: Path) -> None:
     copy = installed_copy(UNITS / unit, tmp_path)
     result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
@@ -38,7 +38,7 @@ def test_unit_verifies(unit: str, analyze: str, tmp_path: Path) -> None:
     assert "syncd" not in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("unit", ["syncd.service", "syncd@.service"])
+@pytest.mark.parametrize("unit", ["syncd.service", "syncd@.service", "syncd-worker@.service"])
 def test_unit_exposure_is_at_most_1_2(unit: str, analyze: str, tmp_path: Path) -> None:
     copy = installed_copy(UNITS / unit, tmp_path)
     result = subprocess.run(
@@ -51,7 +51,7 @@ def test_unit_exposure_is_at_most_1_2(unit: str, analyze: str, tmp_path: Path) -
     assert float(match.group(1)) <= 1.2, result.stdout
 
 
-@pytest.mark.parametrize("unit", ["syncd.service", "syncd@.service"])
+@pytest.mark.parametrize("unit", ["syncd.service", "syncd@.service", "syncd-worker@.service"])
 def test_every_setting_is_explained(unit: str) -> None:
     """Sysadmins read these files: each group of settings follows a comment saying why."""
     unexplained = []
@@ -65,10 +65,24 @@ def test_every_setting_is_explained(unit: str) -> None:
 
 @pytest.mark.parametrize(
     ("unit", "credentials"),
-    [("syncd.service", "/etc/syncd/credentials"), ("syncd@.service", "/etc/syncd/%i/credentials")],
+    [
+        ("syncd.service", "/etc/syncd/credentials"),
+        ("syncd@.service", "/etc/syncd/%i/credentials"),
+        ("syncd-worker@.service", "/etc/syncd/credentials"),
+    ],
 )
 def test_the_broker_tls_key_is_handed_over_as_a_credential(unit: str, credentials: str) -> None:
     """DESIGN.md's ``key_file: ${CREDENTIALS_DIRECTORY}/syncd-tls-key``: the key never has to
     be readable by the service's user on disk, and lives in memory while the unit runs."""
     lines = (UNITS / unit).read_text().splitlines()
     assert f"LoadCredential=syncd-tls-key:{credentials}/syncd-tls-key" in lines
+
+
+def test_workers_share_one_configuration_and_each_names_itself() -> None:
+    """syncd-worker@N instances run the same config.yaml (one job, shared queues), each with
+    its own instance name (logs, syncd_instance_info) and its own state directory (ledger)."""
+    lines = (UNITS / "syncd-worker@.service").read_text().splitlines()
+    assert "ExecStart=/opt/syncd/bin/syncd run -c /etc/syncd/config.yaml" in lines
+    assert "Environment=SYNCD_INSTANCE=%H-%i" in lines
+    assert "StateDirectory=syncd/worker-%i" in lines
+    assert "EnvironmentFile=-/etc/syncd/worker-%i.env" in lines  # optional: the "-"
