@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help system-deps venv demo test lint typecheck unit integration fuzz bench clean
+.PHONY: help system-deps venv demo test lint typecheck unit integration fuzz bench bench-scaling clean
 
 help:
 	@echo "make demo   - install what is missing, start a local broker, sync the example events, show them"
 	@echo "make test   - lint, type-check and the whole test suite (starts its own broker and PostgreSQL)"
 	@echo "make fuzz   - hostile message bodies through decode, routing and each driver (minutes)"
 	@echo "make bench  - throughput, latency and memory against its own broker and PostgreSQL (~1-2 min)"
+	@echo "make bench-scaling - events/s and CPU with 1, 2 and 3 daemons sharing one queue"
 	@echo "make venv   - the .venv with syncd and its test tools"
 
 system-deps:  ## ActiveMQ (Java 17) and PostgreSQL from Debian's packages, where missing
@@ -50,6 +51,9 @@ fuzz: system-deps venv
 
 bench: system-deps venv  ## not a test: prints a table and writes var/bench.json
 	$(BIN)/python -m bench.run
+
+bench-scaling: system-deps venv  ## not a test: 1, 2 and 3 daemons on one queue; var/scaling.json
+	$(BIN)/python -m bench.scaling
 
 clean:
 	rm -rf var build *.egg-info .pytest_cache .mypy_cache .ruff_cache
