@@ -253,15 +253,33 @@ class SqlApplier:
     # -- applying -------------------------------------------------------------------------
 
     def apply_batch(self, changes: Sequence[Change]) -> list[Verdict]:
+        return self._apply(changes, commit=True)
+
+    def try_batch(self, changes: Sequence[Change]) -> None:
+        """Apply ``changes`` in a transaction that is rolled back: does the target take them?
+
+        Raises as ``apply_batch`` does; ``syncd.apply.whole`` asks it to find the change for
+        which the target rejects a whole source transaction, without committing any of it.
+        """
+        self._apply(changes, commit=False)
+
+    def _apply(self, changes: Sequence[Change], commit: bool) -> list[Verdict]:
         verdicts: list[Verdict] = [Verdict.STALE] * len(changes)
         by_mapping: dict[str, list[int]] = defaultdict(list)
         for i, change in enumerate(changes):
             by_mapping[change.mapping.name].append(i)
-        with self._translated(), self._engine.begin() as conn, self._deadline(conn):
+        with (
+            self._translated(),
+            self._engine.connect() as conn,
+            self._deadline(conn),
+            conn.begin() as transaction,
+        ):
             for indexes in by_mapping.values():
                 subset = [changes[i] for i in indexes]
                 for i, verdict in zip(indexes, self._apply_mapping(conn, subset), strict=True):
                     verdicts[i] = verdict
+            if not commit:
+                transaction.rollback()
         return verdicts
 
     def _apply_mapping(self, conn: Connection, changes: list[Change]) -> list[Verdict]:
