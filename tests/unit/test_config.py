@@ -231,9 +231,7 @@ def test_unknown_transactions_mode_says_which_there_are(tmp_path: Path, mode: st
 
 
 @pytest.mark.parametrize("url", ["sqlite:///shop.db", "mysql+pymysql://syncd@db1/shop"])
-def test_atomic_outbox_needs_a_source_that_names_its_transactions(
-    tmp_path: Path, url: str
-) -> None:
+def test_atomic_outbox_needs_a_source_that_names_its_transactions(tmp_path: Path, url: str) -> None:
     text = SOURCES.replace("postgresql+psycopg2://syncd@db1/crm", url).replace(
         "capture: logical", "capture: outbox\n    transactions: atomic"
     )
