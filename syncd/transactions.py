@@ -51,7 +51,7 @@ REST_WAIT_S = 30.0
 # at 50 messages, and the largest transaction a stock broker can carry at ~150 parts (300,000
 # events).
 PART_EVENTS = 2000
-PART_BYTES = 4 * 1024 * 1024  # a part also closes at this much JSON (wide rows)
+PART_BYTES = 4 * 1024 * 1024  # a part also closes at about this much JSON (wide rows)
 
 
 def part_headers(tx_id: str, part: int, last: bool) -> dict[str, str]:
