@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import psycopg2.extras
@@ -151,6 +151,21 @@ def _size(captured: Captured) -> int:
         for value in (image or {}).values():
             total += len(value) if isinstance(value, str) else 16
     return total
+
+
+def transaction_parts(source: str, events: Sequence[Captured]) -> Iterator[CapturedPart]:
+    """Whole transactions' events (in order, each transaction's together) as parts, by txId."""
+    start = 0
+    while start < len(events):
+        xid = events[start].event["source"].get("txId")
+        end = start
+        while end < len(events) and events[end].event["source"].get("txId") == xid:
+            end += 1
+        chunks = range(start, end, PART_EVENTS)
+        for number, at in enumerate(chunks, start=1):
+            chunk = list(events[at : min(at + PART_EVENTS, end)])
+            yield CapturedPart(f"{source}:{xid}", number, number == len(chunks), chunk)
+        start = end
 
 
 def group_of(source: str) -> str:

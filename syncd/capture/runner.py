@@ -34,7 +34,7 @@ from syncd import jsonvalue
 from syncd.backoff import Backoff
 from syncd.broker import Outgoing
 from syncd.capture import Capture, Captured, CapturedBatch, Streaming
-from syncd.capture.logical_atomic import PartStream, part_message
+from syncd.capture.logical_atomic import PartStream, part_message, transaction_parts
 from syncd.config import Config, SourceConfig
 from syncd.consumer import Progress
 from syncd.errors import (
@@ -77,7 +77,11 @@ def open_capture(source: SourceConfig) -> Capture:
     from syncd.capture.outbox import OutboxCapture
 
     return OutboxCapture(
-        source.url, source.name, source.tables, max_batch_events=source.batch_events
+        source.url,
+        source.name,
+        source.tables,
+        max_batch_events=source.batch_events,
+        atomic=source.atomic,
     )
 
 
@@ -191,7 +195,12 @@ class CaptureRunner:
             return 0.0
         self._pending = batch
         try:
-            publish_captured(self._publisher, self.source.queue, batch.events)
+            if self.source.atomic:  # outbox: whole transactions, read whole
+                parts = transaction_parts(self.source.name, batch.events)
+                queue, name = self.source.queue, self.source.name
+                self._publisher.publish_together(part_message(queue, name, p) for p in parts)
+            else:
+                publish_captured(self._publisher, self.source.queue, batch.events)
         except (PublishError, BrokerUnavailable) as exc:
             self.broker_connected = False
             return self._outage("the broker", exc)
