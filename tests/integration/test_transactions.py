@@ -344,3 +344,30 @@ def target_balances(bank: Bank) -> dict[int, int]:
     with bank.target.connect() as conn:
         rows = conn.exec_driver_sql("SELECT id, balance FROM accounts_copy").fetchall()
     return {row[0]: row[1] for row in rows}
+
+
+def test_a_large_transaction_travels_as_parts_that_say_their_count(bank: Bank) -> None:
+    # 4,500 events: parts of 2,000, 2,000 and 500 (syncd.transactions.PART_EVENTS).
+    capture = Daemon(bank.configs[0], "--only", "capture").start()
+    try:
+        bank.run(
+            "INSERT INTO transfers (src, dst, amount)"
+            " SELECT 1, 2, g FROM generate_series(1, 4500) g"
+        )
+        queue = f"/queue/syncd.{bank.name}"
+        parts: list[Any] = []
+        wait_until(
+            lambda: bool(parts.extend(bank.client.drain(queue, 0.5)) or len(parts) >= 3),
+            30,
+            "the parts",
+        )
+    finally:
+        capture.stop()
+    headers = [p.headers for p in parts]
+    assert [h["syncd-tx-part"] for h in headers] == ["1", "2", "3"]
+    assert [h.get("syncd-tx-parts") for h in headers] == [None, None, "3"]
+    assert len({h["syncd-tx-id"] for h in headers}) == 1
+    sizes = [len(json.loads(p.body)) for p in parts]
+    assert sizes == [2000, 2000, 500]
+    amounts = [e["after"]["amount"] for p in parts for e in json.loads(p.body)]
+    assert amounts == list(range(1, 4501))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pytest
 
+import syncd.capture.logical_atomic
 from syncd.broker import Message
+from syncd.capture import Captured
+from syncd.capture.logical_atomic import part_message, transaction_parts
 from syncd.transactions import TX_ID, TX_PART, TX_PARTS, Framing, Unit, UnitKind, frame
 
 QUEUE = "/queue/syncd.bank"
@@ -117,3 +121,23 @@ def test_a_new_connection_forgets_what_an_older_one_left_open() -> None:
     units = frame(items)
     # The older copy stays open (the loop drops its messages: they came over a dead connection).
     assert [(u.kind, len(u.items)) for u in units][-1] == (UnitKind.WHOLE, 2)
+
+
+def captured(xid: int | None, n: int) -> Captured:
+    return Captured({"op": "c", "source": {"txId": xid, "seq": n}}, "g")
+
+
+def test_an_outbox_batch_becomes_parts_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(syncd.capture.logical_atomic, "PART_EVENTS", 2)
+    events = [captured(7, 1), captured(7, 2), captured(7, 3), captured(8, 4), captured(None, 5)]
+    parts = list(transaction_parts("bank", events))
+    assert [(p.tx_id, p.number, p.last, len(p.events)) for p in parts] == [
+        ("bank:7", 1, False, 2),
+        ("bank:7", 2, True, 1),
+        ("bank:8", 1, True, 1),
+        ("bank:None", 1, True, 1),
+    ]
+    message = part_message("/queue/syncd.bank", "bank", parts[1])
+    assert message.headers["syncd-tx-parts"] == "2" and message.headers["syncd-tx-part"] == "2"
+    assert message.headers["JMSXGroupID"] == message.headers["syncd-group"] == "syncd-tx:bank"
+    assert json.loads(message.body) == [events[2].event]
