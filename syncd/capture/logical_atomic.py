@@ -93,7 +93,9 @@ class AtomicLogicalCapture(LogicalCapture):
         self, cursor: psycopg2.extras.ReplicationCursor, message: object, stream: PartStream
     ) -> Iterator[CapturedPart]:
         with self._translated_errors():
-            numbers: dict[int, int] = {}  # parts handed out of the open transaction, by xid
+            sent = 0  # parts handed out of the open transaction
+            # A full part is held until the transaction goes on: the last part is never empty.
+            held: list[Captured] | None = None
             size = 0  # of the open transaction's events in hand, roughly, in bytes
             while True:
                 if message is None:
@@ -108,18 +110,24 @@ class AtomicLogicalCapture(LogicalCapture):
                     if not self._new(current.final_lsn):
                         current.events.clear()  # published and confirmed before
                         continue
+                    if held is not None and current.events:
+                        sent += 1
+                        yield self._part(current, sent, held, False, stream)
+                        held = None
                     size += sum(_size(captured) for captured in current.events[before:])
                     if len(current.events) >= PART_EVENTS or size >= PART_BYTES:
-                        numbers[current.xid] = numbers.get(current.xid, 0) + 1
-                        yield self._part(current, numbers[current.xid], False, stream)
-                        current.events, size = [], 0
+                        held, current.events, size = current.events, [], 0
                 if finished is not None:
-                    size = 0
-                    sent = numbers.pop(finished.xid, 0)
-                    if self._new(finished.final_lsn) and (finished.events or sent):
-                        yield self._part(finished, sent + 1, True, stream)
+                    if self._new(finished.final_lsn) and (finished.events or held):
+                        if held is not None and finished.events:
+                            sent += 1
+                            yield self._part(finished, sent, held, False, stream)
+                            held = None
+                        last = held if held is not None else finished.events
+                        yield self._part(finished, sent + 1, last, True, stream)
                         stream.batch.token = finished.end_lsn
                         self._handed_lsn = max(self._handed_lsn, finished.end_lsn)
+                    sent, held, size = 0, None, 0
                     if stream.events >= self._max_batch_events:
                         return
                 message = cursor.read_message()
@@ -129,11 +137,16 @@ class AtomicLogicalCapture(LogicalCapture):
         return final_lsn >= self._flushed_lsn
 
     def _part(
-        self, transaction: Transaction, number: int, last: bool, stream: PartStream
+        self,
+        transaction: Transaction,
+        number: int,
+        events: list[Captured],
+        last: bool,
+        stream: PartStream,
     ) -> CapturedPart:
         tx_id = f"{self.source}:{transaction.xid}:{lsn_text(transaction.final_lsn)}"
-        stream.events += len(transaction.events)
-        return CapturedPart(tx_id, number, last, list(transaction.events))
+        stream.events += len(events)
+        return CapturedPart(tx_id, number, last, events)
 
     def _next_message(self, cursor: psycopg2.extras.ReplicationCursor) -> object:
         """The next message, waiting for it (the rest of a transaction is on its way)."""

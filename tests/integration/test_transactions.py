@@ -347,12 +347,13 @@ def target_balances(bank: Bank) -> dict[int, int]:
 
 
 def test_a_large_transaction_travels_as_parts_that_say_their_count(bank: Bank) -> None:
-    # 4,500 events: parts of 2,000, 2,000 and 500 (syncd.transactions.PART_EVENTS).
+    # 6,000 events: three full parts of 2,000 (syncd.transactions.PART_EVENTS), the count on
+    # the last — which is not an empty one, though the transaction ends on a part's boundary.
     capture = Daemon(bank.configs[0], "--only", "capture").start()
     try:
         bank.run(
             "INSERT INTO transfers (src, dst, amount)"
-            " SELECT 1, 2, g FROM generate_series(1, 4500) g"
+            " SELECT 1, 2, g FROM generate_series(1, 6000) g"
         )
         queue = f"/queue/syncd.{bank.name}"
         parts: list[Any] = []
@@ -368,6 +369,6 @@ def test_a_large_transaction_travels_as_parts_that_say_their_count(bank: Bank) -
     assert [h.get("syncd-tx-parts") for h in headers] == [None, None, "3"]
     assert len({h["syncd-tx-id"] for h in headers}) == 1
     sizes = [len(json.loads(p.body)) for p in parts]
-    assert sizes == [2000, 2000, 500]
+    assert sizes == [2000, 2000, 2000]
     amounts = [e["after"]["amount"] for p in parts for e in json.loads(p.body)]
-    assert amounts == list(range(1, 4501))
+    assert amounts == list(range(1, 6001))
