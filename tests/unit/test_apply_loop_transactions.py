@@ -149,3 +149,41 @@ def test_small_transactions_share_one_target_transaction_and_a_rejected_one_goes
     assert len(rig.dead_letters()) == 2
     # One commit for the batch would be ideal; halving at transaction boundaries takes a few.
     assert 1 <= len(commits) <= 8, commits
+
+
+def test_a_transaction_the_daemon_died_on_is_dead_lettered_whole_as_a_crash_loop(
+    rig: Rig,
+) -> None:
+    parts = [[event(1, 1)], [event(2, 2)], [event(3, 3)]]
+    ids = [
+        rig.broker.publish(
+            QUEUE, body(events), {**part_headers("t1", n, n == 3), "redelivered": "true"}
+        )
+        for n, events in enumerate(parts, start=1)
+    ]
+    rig.ledger.begin([ids[1]])  # two deaths recorded while processing its second part
+    rig.ledger.begin([ids[1]])
+    publish_tx(rig, "t2", [[event(9, 9)]])
+    rig.drain()
+    assert rig.rows() == {9: ("x", 1)}
+    letters = rig.dead_letters()
+    assert [x.headers["syncd-original-message-id"] for x in letters] == ids
+    assert {x.headers["syncd-error-class"] for x in letters} == {"crash-loop"}
+    assert "this transaction (3 messages)" in letters[0].headers["syncd-error"]
+    assert rig.ledger.starts(ids) == {}
+
+
+def test_a_redelivered_transaction_is_processed_whole_under_the_ledger(rig: Rig) -> None:
+    ids = [
+        rig.broker.publish(
+            QUEUE, body([event(n, n)]), {**part_headers("t1", n, n == 2), "redelivered": "true"}
+        )
+        for n in (1, 2)
+    ]
+    rig.ledger.begin([ids[0]])  # one death: processed again, alone, but whole
+    rig.drain()
+    assert rig.rows() == {1: ("x", 1), 2: ("x", 1)}
+    assert [s.acknowledged for s in rig.broker.settled] == [ids]
+    metrics = rig.stats.metrics
+    assert metrics.transactions_applied._value.get() == 1
+    assert metrics.transaction_in_hand._value.get() == 2

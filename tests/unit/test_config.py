@@ -946,3 +946,11 @@ def test_unavailable_placeholder_defaults_to_debeziums_and_may_be_set(tmp_path: 
 def test_empty_unavailable_placeholder_is_refused(tmp_path: Path) -> None:
     found = problems(tmp_path, MINIMAL + "apply:\n  unavailable_placeholder: ''\n")
     assert len(found) == 1 and "unavailable_placeholder" in found[0]
+
+
+def test_the_queues_of_atomic_sources_are_consumed_exclusively(tmp_path: Path) -> None:
+    text = SOURCES.replace("capture: logical", "capture: logical\n    transactions: atomic")
+    text += "  shop:\n    url: sqlite:///shop.db\n    capture: outbox\n    tables: [items]\n"
+    config = load(tmp_path, MINIMAL + text)
+    assert config.exclusive_queues() == {"/queue/syncd.crm"}
+    assert load(tmp_path, MINIMAL + SOURCES).exclusive_queues() == frozenset()

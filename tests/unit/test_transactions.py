@@ -9,8 +9,10 @@ import pytest
 
 import syncd.capture.logical_atomic
 from syncd.broker import Message
+from syncd.broker.stomp import StompBroker
 from syncd.capture import Captured
 from syncd.capture.logical_atomic import part_message, transaction_parts
+from syncd.config import DEFAULTS, BrokerConfig
 from syncd.transactions import TX_ID, TX_PART, TX_PARTS, Framing, Unit, UnitKind, frame
 
 QUEUE = "/queue/syncd.bank"
@@ -141,3 +143,14 @@ def test_an_outbox_batch_becomes_parts_per_transaction(monkeypatch: pytest.Monke
     assert message.headers["syncd-tx-parts"] == "2" and message.headers["syncd-tx-part"] == "2"
     assert message.headers["JMSXGroupID"] == message.headers["syncd-group"] == "syncd-tx:bank"
     assert json.loads(message.body) == [events[2].event]
+
+
+def test_atomic_queues_are_subscribed_as_exclusive_consumers() -> None:
+    settings = {k: v for k, v in DEFAULTS["broker"].items() if k != "password_file"}
+    settings.update(hosts=(("127.0.0.1", 61613),), tls=None)
+    broker = StompBroker(BrokerConfig(**settings), exclusive=[QUEUE])
+    assert broker._subscribe_headers(QUEUE) == {
+        "activemq.prefetchSize": "2000",
+        "activemq.exclusive": "true",
+    }
+    assert broker._subscribe_headers("/queue/syncd.crm") == {"activemq.prefetchSize": "2000"}
