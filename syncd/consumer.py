@@ -28,7 +28,7 @@ from typing import Any, Protocol, cast
 from syncd.apply import Applier
 from syncd.apply.plan import Change, Verdict
 from syncd.apply.resilient import Interrupted, RetryPolicy, apply_isolating
-from syncd.apply.whole import apply_grouped
+from syncd.apply.whole import apply_grouped, apply_streamed, streams_everywhere
 from syncd.backoff import Backoff
 from syncd.broker import Message, Outgoing
 from syncd.config import ApplyConfig, RetryConfig
@@ -44,7 +44,18 @@ from syncd.events import BadEvent, Skipped, decode_body
 from syncd.ledger import DeliveryLedger
 from syncd.routing import Router
 from syncd.stats import Stats
-from syncd.transactions import WHOLE_MESSAGE, Framing, Unit, frame, groups, reject_failed, set_aside
+from syncd.transactions import (
+    WHOLE_MESSAGE,
+    Framing,
+    Unit,
+    decoded_later,
+    frame,
+    groups,
+    reject_failed,
+    reject_whole,
+    set_aside,
+    streamed,
+)
 from syncd.values import printable
 
 log = logging.getLogger(__name__)
@@ -226,7 +237,7 @@ class ApplyLoop:
         decoded only after the ledger has counted its start (``_process_counted``).
         """
         item = _Pending(message)
-        if not message.redelivered:
+        if not message.redelivered and not decoded_later(message):
             self._decode(item)
         return item
 
@@ -290,14 +301,14 @@ class ApplyLoop:
             starts = [
                 suspects[i.message.message_id] for i in items if i.message.message_id in suspects
             ]
-            if not starts:
+            if not starts and not self._streams(unit):
                 part += items
                 continue
             if part:
                 self._process_counted(part, policy)
                 part = []
             # Its first delivery went unrecorded and unacknowledged, then each recorded start.
-            deaths = max(starts) + 1
+            deaths = max(starts, default=-1) + 1  # a large transaction goes alone, too
             if deaths >= self._settings.max_deliveries:
                 self._dead_letter_crash_loop(items, deaths)
             else:
@@ -312,7 +323,7 @@ class ApplyLoop:
             self._ledger.begin(counted)
         try:
             for item in part:
-                if not item.decoded:
+                if not item.decoded and not self._streams(item.unit):
                     self._decode(item)
             self._apply_and_settle(part, policy)
         except Interrupted:
@@ -339,6 +350,10 @@ class ApplyLoop:
         units = list({id(item.unit): item.unit for item in pending if item.unit}.values())
         set_aside(units)  # broken, superseded, or holding an event that cannot be applied
         self._stats.transactions_in_hand(units)
+        if len(units) == 1 and self._streams(units[0]):
+            self._apply_streamed(units[0], pending, policy)
+            self._stats.batch_done(time.perf_counter() - started)
+            return
         by_database: dict[str, list[Change]] = defaultdict(list)
         for item in pending:
             if item.skipped:  # counted here, once per settled message, not per decoding
@@ -371,6 +386,21 @@ class ApplyLoop:
         self._stats.count_transactions(units)
         self._settle(pending)
         self._stats.batch_done(time.perf_counter() - started)
+
+    def _streams(self, unit: Unit | None) -> bool:
+        """Whether ``unit`` is a large transaction, applied part by part (processed alone)."""
+        return streamed(unit) and streams_everywhere(self._appliers)
+
+    def _apply_streamed(self, unit: Unit, pending: list[_Pending], policy: RetryPolicy) -> None:
+        """A large source transaction, part by part into one target transaction, then settled."""
+        outcome = apply_streamed(pending, self._decode, self._appliers, policy)
+        if isinstance(outcome, Reason):
+            reject_whole(unit, outcome)
+        else:
+            counts, newest, events = outcome
+            self._stats.count_batch(counts, newest)
+            self._stats.count_streamed(events)
+        self._settle(pending)
 
     def _decode_and_route(self, item: _Pending) -> list[Change]:
         message = item.message

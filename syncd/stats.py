@@ -87,6 +87,12 @@ class Stats:
             self.metrics.transactions_applied.inc()
             self.metrics.transaction_events.observe(events)
 
+    def count_streamed(self, events: int) -> None:
+        """A large source transaction of ``events`` applied part by part."""
+        self.metrics.transaction_in_hand.set(events)
+        self.metrics.transactions_applied.inc()
+        self.metrics.transaction_events.observe(events)
+
     def retried(self) -> None:
         self.metrics.retries.inc()
 

@@ -284,6 +284,27 @@ class Pending(Item, Protocol):
     events: list[Any]
     failures: dict[int, Reason]
     changes: list[Change]
+    skipped: list[str]
+
+
+def streamed(unit: Unit | None) -> bool:
+    """Whether ``unit`` is applied part by part (``syncd.apply.whole.apply_streamed``): a
+    transaction of several parts — each but the last one full — is a large one."""
+    return unit is not None and unit.kind is UnitKind.WHOLE and len(unit.items) > 1
+
+
+def decoded_later(message: Message) -> bool:
+    """Whether ``message`` may be a part of a large transaction: decoded when applied, not
+    when taken (a large transaction's decoded events are never all in memory at once)."""
+    return TX_ID in message.headers and message.headers.get(TX_PARTS) != "1"
+
+
+def reject_whole(unit: Unit, reason: Reason) -> None:
+    """Dead-letter ``unit`` whole for ``reason`` (its failing event named in the text)."""
+    unit.rejection = reason.text
+    text = unit_reason(unit, reason.text)
+    whole = Reason(reason.error_class, text, reason.mapping, reason.key, reason.attempts)
+    _fail_whole(unit, whole)
 
 
 def set_aside(units: Iterable[Unit]) -> None:

@@ -11,14 +11,17 @@ rolled back (``SqlApplier.try_batch``), so nothing of a rejected group is ever c
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
 
 from syncd.apply import Applier
 from syncd.apply.plan import Change, Verdict
 from syncd.apply.resilient import RetriesExhausted, RetryPolicy, blame
+from syncd.apply.stream import Stream
 from syncd.deadletter import ErrorClass, Reason
 from syncd.errors import PermanentApplyError, TargetUnavailable
+from syncd.transactions import WHOLE_MESSAGE, Pending
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +107,112 @@ def _first_refused(applier: Probing, group: Sequence[Change]) -> tuple[Change, s
         else:
             return None  # it passes now: the refusal came from something else
     return group[low - 1], error
+
+
+# -- large transactions, part by part -------------------------------------------------------
+
+
+@runtime_checkable
+class StreamingApplier(Protocol):
+    def begin_stream(self) -> Stream: ...
+
+
+class _Refused(Exception):
+    def __init__(self, reason: Reason):
+        self.reason = reason
+
+
+P = TypeVar("P", bound=Pending)
+# Verdicts per mapping, the newest source time applied per mapping, and the events applied.
+Counts = tuple[Counter[tuple[str, Verdict]], dict[str, int], int]
+
+
+def apply_streamed(
+    items: Sequence[P],
+    decode: Callable[[P], None],
+    appliers: Mapping[str, Applier],
+    policy: RetryPolicy,
+) -> Counts | Reason:
+    """One large source transaction (``items``: its parts, in order), part by part, in one
+    target transaction per database; the verdicts counted, or the ``Reason`` it failed for.
+    A part the target refuses is tried alone, in ever shorter beginnings rolled back, to name
+    the change at fault (found when the refusal does not depend on the parts before it).
+
+    Each part is decoded (``decode``), applied and let go before the next is decoded, so memory
+    holds one part's changes; a retry decodes again from the bodies. The databases commit in
+    the order they were first written, once every part is in: nothing is committed before.
+    """
+    at = [0]  # the part in hand, for the reason
+    applying: list[tuple[str, list[Change]]] = []  # the database and changes in hand
+
+    def attempt() -> Counts:
+        counts: Counter[tuple[str, Verdict]] = Counter()
+        newest: dict[str, int] = {}
+        events = 0
+        streams: dict[str, Stream] = {}
+        try:
+            for at[0], item in enumerate(items, start=1):
+                item.failures, item.skipped = {}, []
+                decode(item)
+                _refuse_if_failed(item, at[0])
+                by_database: dict[str, list[Change]] = defaultdict(list)
+                for change in item.changes:
+                    by_database[change.mapping.target_database].append(change)
+                for database, changes in by_database.items():
+                    if database not in streams:
+                        applier = appliers[database]
+                        assert isinstance(applier, StreamingApplier)
+                        streams[database] = applier.begin_stream()
+                    applying[:] = [(database, changes)]
+                    _count(changes, streams[database].apply(changes), counts, newest)
+                item.changes = []
+                events += len(item.events)
+                if not item.failures:
+                    item.events = []  # kept only for the dead letters of unmapped events
+            for stream in streams.values():
+                stream.commit()
+            return counts, newest, events
+        finally:
+            for stream in streams.values():
+                stream.close()
+
+    try:
+        return policy.call(attempt)
+    except _Refused as refused:
+        return refused.reason
+    except PermanentApplyError as exc:
+        failure = Reason(ErrorClass.REJECTED, str(exc), attempts=1)
+        if applying:
+            database, changes = applying[0]
+            failure = _group_failure(appliers[database], changes, failure)
+        return Reason(
+            failure.error_class, f"part {at[0]}: {failure.text}", failure.mapping, failure.key, 1
+        )
+    except RetriesExhausted as exc:
+        return Reason(ErrorClass.RETRIES_EXHAUSTED, f"part {at[0]}: {exc}", attempts=exc.attempts)
+
+
+def streams_everywhere(appliers: Mapping[str, Applier]) -> bool:
+    return all(isinstance(applier, StreamingApplier) for applier in appliers.values())
+
+
+def _refuse_if_failed(item: Pending, part: int) -> None:
+    for index, reason in sorted(item.failures.items()):
+        if reason.error_class is not ErrorClass.NO_MAPPING:
+            where = "" if index == WHOLE_MESSAGE else f" event {index}"
+            text = f"part {part}{where}: {reason.text}"
+            raise _Refused(Reason(reason.error_class, text, reason.mapping, reason.key))
+
+
+def _count(
+    changes: Sequence[Change],
+    verdicts: Sequence[Verdict],
+    counts: Counter[tuple[str, Verdict]],
+    newest: dict[str, int],
+) -> None:
+    for change, verdict in zip(changes, verdicts, strict=True):
+        name = change.mapping.name
+        counts[name, verdict] += 1
+        ts = change.event.source_ts_ms
+        if verdict is Verdict.APPLIED and ts is not None and ts > newest.get(name, 0):
+            newest[name] = ts
