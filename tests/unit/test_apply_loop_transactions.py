@@ -13,6 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 import syncd.transactions
+from syncd.apply.stream import Stream
+from syncd.errors import TargetUnavailable
 from syncd.transactions import part_headers
 from tests.unit.test_apply_loop import QUEUE, Rig, body, event, rig
 
@@ -226,3 +228,23 @@ def test_a_large_transaction_rejected_in_its_last_part_leaves_nothing(rig: Rig) 
     error = letters[0].headers["syncd-error"]
     assert error.startswith("transaction big dead-lettered whole (3 messages): part 3: ")
     assert "key [22]" in error and "CHECK" in error, error
+
+
+def test_a_large_transaction_that_fails_for_a_while_is_applied_again_from_its_bodies(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_apply = Stream.apply
+    failures = [1]
+
+    def apply(self: Stream, changes: Any) -> Any:
+        if failures and len(changes) == 10 and changes[0].key == "[11]":
+            failures.pop()  # the second part, once: a deadlock, say
+            raise TargetUnavailable("database warehouse: deadlock detected")
+        return real_apply(self, changes)
+
+    monkeypatch.setattr(Stream, "apply", apply)
+    publish_tx(rig, "big", [[event(k, k) for k in range(n, n + 10)] for n in (1, 11, 21)])
+    rig.drain()
+    assert rig.rows() == {k: ("x", 1) for k in range(1, 31)}
+    assert rig.dead_letters() == [] and not failures
+    assert rig.stats.metrics.retries._value.get() == 1
