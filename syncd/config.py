@@ -160,6 +160,11 @@ class Config:
         """The queue a source system's change events travel on."""
         return self.broker.queue_prefix + system
 
+    def exclusive_queues(self) -> frozenset[str]:
+        """The queues of sources with ``transactions: atomic``: one consumer at a time each."""
+        atomic = [s for s in self.sources.values() if s.atomic]
+        return frozenset([s.queue for s in atomic] + [self.queue_for(s.name) for s in atomic])
+
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate ``path``; raise :class:`ConfigError` listing every problem found.

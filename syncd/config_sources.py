@@ -32,7 +32,9 @@ SOURCE_DEFAULTS: dict[str, Any] = {
     "tables": None,  # [schema.table, ...]
     "queue": None,  # broker.queue_prefix + the source's name
     "batch_events": 500,  # events per batch read from the source and published
+    "transactions": "per-row",  # per-row | atomic: each source transaction reaches a target whole
 }
+TRANSACTION_MODES = ("per-row", "atomic")
 # Each capture mode (syncd.capture.logical, .outbox), the databases it reads, and how to say so.
 CAPTURE_BACKENDS = {
     "logical": (("postgresql",), "PostgreSQL"),
@@ -56,6 +58,13 @@ class SourceConfig:
     tables: tuple[str, ...]  # as written: schema.table or table
     queue: str
     batch_events: int  # events per batch read from the source and published
+    # atomic: each source transaction travels as one unit (syncd.transactions) and is applied
+    # to each target database in one database transaction; per-row: each event on its own.
+    transactions: str = "per-row"
+
+    @property
+    def atomic(self) -> bool:
+        return self.transactions == "atomic"
 
     @property
     def display_url(self) -> str:
@@ -107,12 +116,29 @@ def _source(r: Reader, name: str, node: Node, queue_prefix: str) -> SourceConfig
     batch_events = r.scalar(
         entries, path, "batch_events", whole_number(1, 100_000), SOURCE_DEFAULTS["batch_events"]
     )
+    transactions = r.scalar(
+        entries, path, "transactions", _transaction_mode, SOURCE_DEFAULTS["transactions"]
+    )
     if url is None or capture is None or not tables:
         return None
     url = _readable(r, path, entries, url, capture)
     if url is None:
         return None
-    return SourceConfig(name, url, capture, tables, queue, batch_events)
+    if transactions == "atomic" and not _keeps_transactions(capture, url):
+        r.problem(
+            r.line_of(entries, "transactions"),
+            f"{path}.transactions",
+            f"capture: {capture} from {url.get_backend_name()} cannot name the source's "
+            "transactions; atomic needs capture: logical, or capture: outbox from PostgreSQL. "
+            "Write transactions: per-row",
+        )
+        return None
+    return SourceConfig(name, url, capture, tables, queue, batch_events, transactions)
+
+
+def _keeps_transactions(capture: str, url: URL) -> bool:
+    """Whether ``capture`` from ``url`` knows which events one source transaction made."""
+    return capture == "logical" or url.get_backend_name() == "postgresql"
 
 
 def _readable(r: Reader, path: str, entries: dict[str, Node], url: URL, capture: str) -> URL | None:
@@ -172,6 +198,15 @@ def _capture_mode(value: object, from_env: bool) -> str:
     if value not in CAPTURE_BACKENDS:
         raise Invalid(
             "logical (PostgreSQL logical decoding) or outbox (triggers and an outbox table)"
+        )
+    return str(value)
+
+
+def _transaction_mode(value: object, from_env: bool) -> str:
+    if value not in TRANSACTION_MODES:
+        raise Invalid(
+            "per-row (each event applied on its own, the default) or atomic (each source "
+            "transaction applied whole)"
         )
     return str(value)
 

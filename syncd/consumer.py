@@ -23,11 +23,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from syncd.apply import Applier
 from syncd.apply.plan import Change, Verdict
 from syncd.apply.resilient import Interrupted, RetryPolicy, apply_isolating
+from syncd.apply.whole import apply_grouped, apply_streamed, streams_everywhere
 from syncd.backoff import Backoff
 from syncd.broker import Message, Outgoing
 from syncd.config import ApplyConfig, RetryConfig
@@ -43,11 +44,22 @@ from syncd.events import BadEvent, Skipped, decode_body
 from syncd.ledger import DeliveryLedger
 from syncd.routing import Router
 from syncd.stats import Stats
+from syncd.transactions import (
+    WHOLE_MESSAGE,
+    Framing,
+    Unit,
+    decoded_later,
+    frame,
+    groups,
+    reject_failed,
+    reject_whole,
+    set_aside,
+    streamed,
+)
 from syncd.values import printable
 
 log = logging.getLogger(__name__)
 
-WHOLE_MESSAGE = -1  # the failure index of a message that could not be decoded at all
 PAUSE_S = 0.005  # no message for this long: the batch is as full as it will get soon
 
 
@@ -92,6 +104,7 @@ class _Pending:
     failures: dict[int, Reason] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # why each Debezium non-change was skipped
+    unit: Unit | None = None  # what it is applied with (syncd.transactions): itself, or its tx
 
 
 @dataclass
@@ -224,7 +237,7 @@ class ApplyLoop:
         decoded only after the ledger has counted its start (``_process_counted``).
         """
         item = _Pending(message)
-        if not message.redelivered:
+        if not message.redelivered and not decoded_later(message):
             self._decode(item)
         return item
 
@@ -256,16 +269,20 @@ class ApplyLoop:
         if first is None:
             return []
         batch = [each(first)]
+        # A batch closes between source transactions only: while one lacks parts, wait for them.
+        framing = Framing()
+        framing.add(batch[0])
         deadline = time.monotonic() + self._settings.batch_linger_ms / 1000
-        while len(batch) < self._settings.batch_max_messages:
+        while len(batch) < self._settings.batch_max_messages or framing.open:
             # A pause in the stream ends the batch: under a backlog messages come back to back,
             # and a pause means the broker has no more for now (ActiveMQ pages in only so many
             # unacknowledged messages) — waiting out the whole linger would only add latency.
             left = deadline - time.monotonic()
-            message = self._broker.receive(min(max(0.0, left), PAUSE_S))
+            message = self._broker.receive(framing.wait_s(min(max(0.0, left), PAUSE_S)))
             if message is None:
                 break
             batch.append(each(message))
+            framing.add(batch[-1])
         return batch
 
     def process(self, batch: list[_Pending], policy: RetryPolicy) -> None:
@@ -278,20 +295,24 @@ class ApplyLoop:
         redelivered = [item.message.message_id for item in batch if item.message.redelivered]
         suspects = self._ledger.starts(redelivered) if redelivered else {}
         part: list[_Pending] = []
-        for item in batch:
-            message = item.message
-            if message.message_id not in suspects:
-                part.append(item)
+        # A unit is a message, or every part of one source transaction: never split.
+        for unit in frame(batch):
+            items = cast(list[_Pending], unit.items)
+            starts = [
+                suspects[i.message.message_id] for i in items if i.message.message_id in suspects
+            ]
+            if not starts and not self._streams(unit):
+                part += items
                 continue
             if part:
                 self._process_counted(part, policy)
                 part = []
             # Its first delivery went unrecorded and unacknowledged, then each recorded start.
-            deaths = suspects[message.message_id] + 1
+            deaths = max(starts, default=-1) + 1  # a large transaction goes alone, too
             if deaths >= self._settings.max_deliveries:
-                self._dead_letter_crash_loop(message, deaths)
+                self._dead_letter_crash_loop(items, deaths)
             else:
-                self._process_counted([item], policy)
+                self._process_counted(items, policy)
         if part:
             self._process_counted(part, policy)
 
@@ -302,7 +323,7 @@ class ApplyLoop:
             self._ledger.begin(counted)
         try:
             for item in part:
-                if not item.decoded:
+                if not item.decoded and not self._streams(item.unit):
                     self._decode(item)
             self._apply_and_settle(part, policy)
         except Interrupted:
@@ -312,20 +333,27 @@ class ApplyLoop:
         if counted:
             self._ledger.end(counted)
 
-    def _dead_letter_crash_loop(self, message: Message, deaths: int) -> None:
+    def _dead_letter_crash_loop(self, items: list[_Pending], deaths: int) -> None:
+        what = "this message" if len(items) == 1 else f"this transaction ({len(items)} messages)"
         reason = Reason(
             ErrorClass.CRASH_LOOP,
-            f"the daemon died {deaths} times while processing this message "
+            f"the daemon died {deaths} times while processing {what} "
             f"(apply.max_deliveries is {self._settings.max_deliveries}); "
             "dead-lettered unprocessed",
             attempts=deaths,
         )
-        item = _Pending(message, failures={WHOLE_MESSAGE: reason})
-        self._settle([item])
-        self._ledger.end([message.message_id])
+        self._settle([_Pending(item.message, failures={WHOLE_MESSAGE: reason}) for item in items])
+        self._ledger.end([item.message.message_id for item in items])
 
     def _apply_and_settle(self, pending: list[_Pending], policy: RetryPolicy) -> None:
         started = time.perf_counter()
+        units = list({id(item.unit): item.unit for item in pending if item.unit}.values())
+        set_aside(units)  # broken, superseded, or holding an event that cannot be applied
+        self._stats.transactions_in_hand(units)
+        if len(units) == 1 and self._streams(units[0]):
+            self._apply_streamed(units[0], pending, policy)
+            self._stats.batch_done(time.perf_counter() - started)
+            return
         by_database: dict[str, list[Change]] = defaultdict(list)
         for item in pending:
             if item.skipped:  # counted here, once per settled message, not per decoding
@@ -335,8 +363,13 @@ class ApplyLoop:
         # Counted per batch: a counter and a metric per event would cost more than the event.
         counts: Counter[tuple[str, Verdict]] = Counter()
         newest: dict[str, int] = {}
-        for database, changes in by_database.items():
-            results = apply_isolating(self._appliers[database], changes, policy)
+        for database, arrived in by_database.items():
+            # Databases in order: a transaction one of them rejected goes to none after it.
+            changes, sizes = groups(arrived)
+            if any(size > 1 for size in sizes):
+                results = apply_grouped(self._appliers[database], changes, sizes, policy)
+            else:
+                results = apply_isolating(self._appliers[database], changes, policy)
             for change, result in zip(changes, results, strict=True):
                 if isinstance(result, Reason):
                     item, index = change.ref
@@ -347,9 +380,27 @@ class ApplyLoop:
                 ts = change.event.source_ts_ms
                 if result is Verdict.APPLIED and ts is not None and ts > newest.get(name, 0):
                     newest[name] = ts
+            for unit in units:
+                reject_failed(unit)
         self._stats.count_batch(counts, newest)
+        self._stats.count_transactions(units)
         self._settle(pending)
         self._stats.batch_done(time.perf_counter() - started)
+
+    def _streams(self, unit: Unit | None) -> bool:
+        """Whether ``unit`` is a large transaction, applied part by part (processed alone)."""
+        return streamed(unit) and streams_everywhere(self._appliers)
+
+    def _apply_streamed(self, unit: Unit, pending: list[_Pending], policy: RetryPolicy) -> None:
+        """A large source transaction, part by part into one target transaction, then settled."""
+        outcome = apply_streamed(pending, self._decode, self._appliers, policy)
+        if isinstance(outcome, Reason):
+            reject_whole(unit, outcome)
+        else:
+            counts, newest, events = outcome
+            self._stats.count_batch(counts, newest)
+            self._stats.count_streamed(events)
+        self._settle(pending)
 
     def _decode_and_route(self, item: _Pending) -> list[Change]:
         message = item.message

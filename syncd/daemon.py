@@ -302,7 +302,7 @@ class _ApplyPart:
         self.appliers = appliers
         self.ledger = DeliveryLedger(config.state_dir / "deliveries.db")
         self.router = router_for(mappings, appliers)
-        self.broker = StompBroker(config.broker)
+        self.broker = StompBroker(config.broker, exclusive=config.exclusive_queues())
         for system in self.router.systems:
             self.broker.subscribe(config.queue_for(system))
         self.reloader: Reloader | None = None

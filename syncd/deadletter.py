@@ -25,6 +25,7 @@ class ErrorClass(StrEnum):
     REJECTED = "rejected"  # the target database rejected it permanently
     RETRIES_EXHAUSTED = "retries-exhausted"  # a transient failure that did not pass in time
     CRASH_LOOP = "crash-loop"  # the daemon died every time it processed this message
+    TRANSACTION = "transaction"  # parts that do not make a whole source transaction
 
 
 @dataclass(frozen=True, slots=True)

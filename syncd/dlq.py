@@ -19,9 +19,10 @@ from typing import TextIO
 
 from syncd import jsonvalue
 from syncd.broker import DELIVERY_HEADERS, Message, Outgoing
-from syncd.broker.queues import DEFAULT_BROWSE_LIMIT, Moved, QueueTool
+from syncd.broker.queues import DEFAULT_BROWSE_LIMIT, SELECTOR_MAX_IDS, Moved, QueueTool
 from syncd.config import Config
 from syncd.errors import ExitCode, SyncdError
+from syncd.transactions import TX_ID
 
 TABLE_WIDTH = 160
 # Headers that describe the failure or the dead-lettering; a replay must not carry them, or a
@@ -193,6 +194,48 @@ def replay_message(message: Message) -> Outgoing:
     return Outgoing(destination, message.body, replay_headers(message.headers))
 
 
+def whole_transactions(
+    chosen: Sequence[DeadLetter], browsed: Sequence[DeadLetter]
+) -> list[DeadLetter]:
+    """``chosen`` and every other part of each source transaction one of them belongs to.
+
+    A transaction is dead-lettered whole (``syncd.transactions``) and must be replayed whole,
+    its parts in order: a part replayed alone would only be dead-lettered again as broken.
+    """
+    transactions = {_transaction_of(letter) for letter in chosen} - {None}
+    ids = {letter.id for letter in chosen}
+    return [
+        letter for letter in browsed if letter.id in ids or _transaction_of(letter) in transactions
+    ]
+
+
+def replay_batches(letters: Sequence[DeadLetter]) -> list[list[DeadLetter]]:
+    """``letters`` in batches that the broker moves in one transaction each, never splitting a
+    source transaction: a consumer must get its parts back to back, no other message between."""
+    batches: list[list[DeadLetter]] = []
+    current: list[DeadLetter] = []
+    for letter in letters:
+        starts_anew = not current or _transaction_of(letter) != _transaction_of(current[-1])
+        if starts_anew and len(current) >= SELECTOR_MAX_IDS:
+            batches.append(current)
+            current = []
+        # A transaction with more parts than a batch holds goes alone, moved in order.
+        if starts_anew and current and _transaction_of(letter) is not None:
+            size = sum(1 for x in letters if _transaction_of(x) == _transaction_of(letter))
+            if len(current) + size > SELECTOR_MAX_IDS:
+                batches.append(current)
+                current = []
+        current.append(letter)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _transaction_of(letter: DeadLetter) -> tuple[str, str] | None:
+    tx_id = letter.header(TX_ID)
+    return (letter.original_destination, tx_id) if tx_id else None
+
+
 def replayable(letters: Iterable[DeadLetter]) -> tuple[list[DeadLetter], list[DeadLetter]]:
     """The letters that say where they came from, and those that do not (cannot be replayed)."""
     letters = list(letters)
@@ -347,12 +390,16 @@ def replay_command(config: Config, selection: Selection) -> int:
     queue = config.broker.dead_letter_queue
     with QueueTool(config.broker) as tool:
         browsed = browse(tool, queue)
-        chosen, stuck = replayable(select(browsed, selection, queue))
+        chosen, stuck = replayable(whole_transactions(select(browsed, selection, queue), browsed))
         for letter in stuck:
             print(f"syncd dlq: {letter.id}: no syncd-original-destination, kept", file=sys.stderr)
         if not chosen:
             return _nothing_chosen(queue, selection, browsed, stuck)
-        moved = tool.move(queue, [letter.id for letter in chosen], replay_message)
+        moved = Moved()
+        for batch in replay_batches(chosen):
+            step = tool.move(queue, [letter.id for letter in batch], replay_message)
+            moved.taken.extend(step.taken)
+            moved.missing.extend(step.missing)
     where = f": {destinations_summary(moved.taken)}" if moved.taken else ""
     print(f"replayed {letter_count(len(moved.taken))} from {queue}{where}")
     _warn_if_more_hidden(browsed)

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # Seconds; a batch of 100 single events takes ~20 ms here, a large array batch ~0.5 s.
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Events per source transaction (transactions: atomic): transfers, orders, bulk loads.
+TRANSACTION_BUCKETS = (1, 2, 5, 10, 50, 100, 1000, 10_000, 100_000, 1_000_000)
 
 
 class Metrics:
@@ -59,6 +61,22 @@ class Metrics:
             "syncd_batch_seconds",
             "Time to apply and settle one batch",
             buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.transactions_applied = Counter(
+            "syncd_transactions_applied",
+            "Whole source transactions applied (sources with transactions: atomic)",
+            registry=r,
+        )
+        self.transaction_events = Histogram(
+            "syncd_transaction_events",
+            "Events per whole source transaction applied",
+            buckets=TRANSACTION_BUCKETS,
+            registry=r,
+        )
+        self.transaction_in_hand = Gauge(
+            "syncd_transaction_in_hand_events",
+            "Events of the largest source transaction in the batch being applied (or last applied)",
             registry=r,
         )
         self.broker_connected = Gauge(

@@ -97,6 +97,18 @@ class Publisher:
             confirmed += self._send(chunk, confirmed)
         return confirmed
 
+    def publish_together(self, messages: Iterable[Outgoing]) -> None:
+        """Send ``messages`` in one STOMP transaction, taking each as it comes, and wait for the
+        broker's receipt of the commit: all of them are on the broker, or none.
+
+        One try: ``messages`` may be a stream that cannot be read twice, so retrying is the
+        caller's (``BrokerUnavailable``). An exception from ``messages`` itself leaves the
+        transaction uncommitted; :meth:`close` then drops it with the connection.
+        """
+        if not self._broker.connected:
+            self._broker.connect()
+        self._broker.send_confirmed(messages)
+
     def _send(self, chunk: list[Outgoing], confirmed: int) -> int:
         retry = self._config.retry
         try:

@@ -10,6 +10,7 @@ from collections import Counter
 from syncd.apply.plan import Verdict
 from syncd.deadletter import Reason
 from syncd.metrics import Metrics
+from syncd.transactions import Unit, UnitKind, applied_events, unit_events
 
 log = logging.getLogger("syncd")
 
@@ -74,6 +75,23 @@ class Stats:
         with self._lock:
             self.dead_letters[labels] += 1
         self.metrics.dead_lettered.labels(*labels).inc()
+
+    def transactions_in_hand(self, units: list[Unit]) -> None:
+        """The largest source transaction of the batch being applied, in events."""
+        sizes = [unit_events(u) for u in units if u.kind is UnitKind.WHOLE]
+        self.metrics.transaction_in_hand.set(max(sizes, default=0))
+
+    def count_transactions(self, units: list[Unit]) -> None:
+        """Whole source transactions applied: how many, and how many events each carried."""
+        for events in applied_events(units):
+            self.metrics.transactions_applied.inc()
+            self.metrics.transaction_events.observe(events)
+
+    def count_streamed(self, events: int) -> None:
+        """A large source transaction of ``events`` applied part by part."""
+        self.metrics.transaction_in_hand.set(events)
+        self.metrics.transactions_applied.inc()
+        self.metrics.transaction_events.observe(events)
 
     def retried(self) -> None:
         self.metrics.retries.inc()

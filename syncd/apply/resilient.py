@@ -136,14 +136,14 @@ def apply_isolating(
             failure = Reason(ErrorClass.RETRIES_EXHAUSTED, str(exc), attempts=tries)
             policy = policy.single_attempt()
         if len(part) == 1:
-            return [_blame(part[0], failure)]
+            return [blame(part[0], failure)]
         middle = len(part) // 2
         return attempt(part[:middle], policy, tries) + attempt(part[middle:], policy, tries)
 
     return attempt(changes, policy, 0) if changes else []
 
 
-def _blame(change: Change, failure: Reason) -> Reason:
+def blame(change: Change, failure: Reason) -> Reason:
     """The failure, told about the one change that caused it."""
     mapping = change.mapping
     tries = f" (tried {failure.attempts} times)" if failure.attempts else ""

@@ -26,6 +26,7 @@ from syncd.apply.core import Upsert
 from syncd.apply.deadline import Deadline
 from syncd.apply.fit import misfits
 from syncd.apply.plan import TABLE_KEY, Change, KeyAction, Verdict, plan_batch, position_guard
+from syncd.apply.stream import Stream
 from syncd.errors import (
     MappingApplyError,
     PermanentApplyError,
@@ -253,15 +254,41 @@ class SqlApplier:
     # -- applying -------------------------------------------------------------------------
 
     def apply_batch(self, changes: Sequence[Change]) -> list[Verdict]:
+        return self._apply(changes, commit=True)
+
+    def try_batch(self, changes: Sequence[Change]) -> None:
+        """Apply ``changes`` in a transaction that is rolled back: does the target take them?
+
+        Raises as ``apply_batch`` does; ``syncd.apply.whole`` asks it to find the change for
+        which the target rejects a whole source transaction, without committing any of it.
+        """
+        self._apply(changes, commit=False)
+
+    def _apply(self, changes: Sequence[Change], commit: bool) -> list[Verdict]:
+        with (
+            self._translated(),
+            self._engine.connect() as conn,
+            self._deadline(conn),
+            conn.begin() as transaction,
+        ):
+            verdicts = self._apply_in(conn, changes)
+            if not commit:
+                transaction.rollback()
+        return verdicts
+
+    def begin_stream(self) -> Stream:
+        """One transaction that takes changes piece by piece (``syncd.apply.stream``)."""
+        return Stream(self._engine, self._translated, self._deadline, self._apply_in)
+
+    def _apply_in(self, conn: Connection, changes: Sequence[Change]) -> list[Verdict]:
         verdicts: list[Verdict] = [Verdict.STALE] * len(changes)
         by_mapping: dict[str, list[int]] = defaultdict(list)
         for i, change in enumerate(changes):
             by_mapping[change.mapping.name].append(i)
-        with self._translated(), self._engine.begin() as conn, self._deadline(conn):
-            for indexes in by_mapping.values():
-                subset = [changes[i] for i in indexes]
-                for i, verdict in zip(indexes, self._apply_mapping(conn, subset), strict=True):
-                    verdicts[i] = verdict
+        for indexes in by_mapping.values():
+            subset = [changes[i] for i in indexes]
+            for i, verdict in zip(indexes, self._apply_mapping(conn, subset), strict=True):
+                verdicts[i] = verdict
         return verdicts
 
     def _apply_mapping(self, conn: Connection, changes: list[Change]) -> list[Verdict]:

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from syncd.broker import Message, Outgoing
@@ -98,8 +98,12 @@ class _Inbox:
 class StompBroker:
     """A STOMP 1.2 connection: subscribe, receive, cumulative ack, and transactional sends."""
 
-    def __init__(self, config: BrokerConfig, client_name: str = "syncd"):
+    def __init__(
+        self, config: BrokerConfig, client_name: str = "syncd", exclusive: Iterable[str] = ()
+    ):
         self._config = config
+        # Queues of whole source transactions: ActiveMQ's exclusive consumer, the others wait.
+        self._exclusive = frozenset(exclusive)
         self._client_name = client_name
         self._conn: Any = None
         self._listener: _Listener | None = None
@@ -186,11 +190,17 @@ class StompBroker:
                 destination,
                 id=self._subscriptions[destination],
                 ack="client",
-                headers={"activemq.prefetchSize": str(self._config.prefetch)},
+                headers=self._subscribe_headers(destination),
             )
         except STOMP_ERRORS as exc:
             self._connected = False
             raise BrokerUnavailable(f"cannot subscribe to {destination}: {exc}") from exc
+
+    def _subscribe_headers(self, destination: str) -> dict[str, str]:
+        headers = {"activemq.prefetchSize": str(self._config.prefetch)}
+        if destination in self._exclusive:
+            headers["activemq.exclusive"] = "true"
+        return headers
 
     def receive(self, timeout_s: float) -> Message | None:
         """The next delivered message, waiting up to ``timeout_s``; None if none came.
@@ -235,8 +245,11 @@ class StompBroker:
 
     # -- sending --------------------------------------------------------------------------
 
-    def send_confirmed(self, messages: Sequence[Outgoing]) -> None:
+    def send_confirmed(self, messages: Iterable[Outgoing]) -> None:
         """Send ``messages`` in one transaction and wait for the broker's receipt of the commit.
+
+        ``messages`` may be a stream: each is sent as it comes (whole source transactions,
+        ``syncd.capture.logical_atomic``).
 
         When this returns, every message is on the broker; when it raises ``BrokerUnavailable``,
         none of them is (an uncommitted transaction dies with its connection).

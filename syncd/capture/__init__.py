@@ -23,7 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from syncd.capture.logical_atomic import PartStream
 
 # Snapshot reads sit below every captured change (LSNs and outbox ids start above 0).
 SNAPSHOT_POSITION = 0
@@ -63,6 +66,17 @@ class Capture(Protocol):
         """The broker holds every event of ``batch``: let the source forget them."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Streaming(Capture, Protocol):
+    """A capture of whole source transactions as streamed parts (``transactions: atomic``)."""
+
+    def poll_parts(self, timeout_s: float) -> PartStream | None:
+        """Parts of whole transactions, or None when none began in time."""
+
+    def rewind(self) -> None:
+        """Forget what was read since the last confirm: the next poll reads it again."""
 
 
 def primary_key(conn: Any, schema: str, table: str, needed_for: str) -> tuple[str, ...]:

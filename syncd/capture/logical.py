@@ -236,6 +236,7 @@ class _Transaction:
     commit_time_ms: int
     events: list[Captured] = field(default_factory=list)
     end_lsn: int = 0  # known at its Commit
+    final_lsn: int = 0  # of its commit record, known at its Begin
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +414,9 @@ class LogicalCapture:
             # refreshes the key too: the primary key may have changed with the table.
             self._group_keys[decoded.oid] = self._group_columns(decoded)
         elif isinstance(decoded, Begin):
-            self._open = _Transaction(decoded.xid, decoded.commit_time_ms)
+            self._open = _Transaction(
+                decoded.xid, decoded.commit_time_ms, final_lsn=decoded.final_lsn
+            )
         elif isinstance(decoded, Commit):
             return self._finish(decoded)
         elif isinstance(decoded, Insert | Update | Delete | Truncate):

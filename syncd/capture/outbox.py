@@ -337,7 +337,12 @@ class OutboxCapture:
     """
 
     def __init__(
-        self, url: URL, source: str, tables: Sequence[str], max_batch_events: int = 500
+        self,
+        url: URL,
+        source: str,
+        tables: Sequence[str],
+        max_batch_events: int = 500,
+        atomic: bool = False,
     ) -> None:
         check_source_name(source)
         if max_batch_events < 1:
@@ -346,6 +351,8 @@ class OutboxCapture:
         self.tables = tuple(tables)
         self._url = url
         self._max_batch_events = max_batch_events
+        # transactions: atomic (PostgreSQL): whole committed transactions, in commit order.
+        self._atomic = atomic
         self._engine = _engine(url)
         # PostgreSQL over psycopg2 sleeps on LISTEN; everything else polls while idle.
         self._listens = url.get_backend_name() == "postgresql" and (
@@ -366,8 +373,11 @@ class OutboxCapture:
                 conn, sql = self._connected()
                 if not self._lock(conn, sql, deadline):
                     return None
+                select = sql.select_batch()
+                if self._atomic and isinstance(sql, PostgresOutbox):
+                    select = sql.select_transactions()
                 rows = conn.execute(
-                    sa.text(sql.select_batch()),
+                    sa.text(select),
                     {"source": self.source, "limit": self._max_batch_events},
                 ).all()
                 if rows:

@@ -355,6 +355,28 @@ $syncd$"""
             "WHERE source = :source ORDER BY id LIMIT :limit"
         )
 
+    def select_transactions(self) -> str:
+        """Whole committed transactions (``transactions: atomic``), about ``:limit`` rows.
+
+        One statement, so one snapshot: every transaction in it is committed, and all its rows
+        are there. Ordered by each transaction's last outbox id: a transaction that waited for
+        another's row lock, or read what another committed, wrote its rows after that commit,
+        so its last id is the higher one — the order of their commits wherever they share a
+        row. A transaction still open is left for a later poll (its commit is later, too).
+        """
+        columns = COLUMNS.format(before='"before"::text', after='"after"::text')
+        columns = columns.replace("row_key", "row_key::text").replace("tx_id", "o.tx_id")
+        columns = columns.replace("id,", "o.id,", 1)
+        return (
+            "WITH txs AS (SELECT tx_id, max(id) AS last_id, count(*) AS n"
+            f" FROM {OUTBOX} WHERE source = :source GROUP BY tx_id),"
+            " ordered AS (SELECT tx_id, last_id, sum(n) OVER (ORDER BY last_id) - n AS before_n"
+            " FROM txs)"
+            f" SELECT {columns}, {self.created_ms} AS created_ms"
+            f" FROM {OUTBOX} o JOIN ordered t ON o.tx_id IS NOT DISTINCT FROM t.tx_id"
+            " WHERE o.source = :source AND t.before_n < :limit ORDER BY t.last_id, o.id"
+        )
+
     def drop_triggers(self, source: str, schema: str, table: str) -> list[str]:
         name = self.quote(self.function_name(source))
         return [f"DROP TRIGGER IF EXISTS {name} ON {self.quote(schema)}.{self.quote(table)}"]

@@ -20,6 +20,7 @@ What it does on failure, decided by class:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -32,7 +33,8 @@ from sqlalchemy.pool import NullPool
 from syncd import jsonvalue
 from syncd.backoff import Backoff
 from syncd.broker import Outgoing
-from syncd.capture import Capture, Captured, CapturedBatch
+from syncd.capture import Capture, Captured, CapturedBatch, Streaming
+from syncd.capture.logical_atomic import PartStream, part_message, transaction_parts
 from syncd.config import Config, SourceConfig
 from syncd.consumer import Progress
 from syncd.errors import (
@@ -61,6 +63,12 @@ STATUS_EVERY_S = 2.0
 
 def open_capture(source: SourceConfig) -> Capture:
     """The capture of ``source``'s mode. Connects on its first poll, not here."""
+    if source.capture == "logical" and source.atomic:
+        from syncd.capture.logical_atomic import AtomicLogicalCapture
+
+        return AtomicLogicalCapture(
+            source.url, source.name, source.tables, max_batch_events=source.batch_events
+        )
     if source.capture == "logical":
         from syncd.capture.logical import LogicalCapture
 
@@ -70,7 +78,11 @@ def open_capture(source: SourceConfig) -> Capture:
     from syncd.capture.outbox import OutboxCapture
 
     return OutboxCapture(
-        source.url, source.name, source.tables, max_batch_events=source.batch_events
+        source.url,
+        source.name,
+        source.tables,
+        max_batch_events=source.batch_events,
+        atomic=source.atomic,
     )
 
 
@@ -164,7 +176,7 @@ class CaptureRunner:
         try:
             if not self._ready:
                 self._publisher.connect()  # READY means: connected to the broker and source
-            batch = self._pending or self._capture.poll(POLL_S)
+            batch = self._pending or self._poll()
         except SourceUnavailable as exc:
             return self._outage("the source", exc)
         except BrokerUnavailable as exc:
@@ -172,12 +184,19 @@ class CaptureRunner:
         if not self._ready:
             self._ready = True
             self._progress.ready(self._status_line())
+        if isinstance(batch, PartStream):
+            return self._publish_whole(batch)
         if batch is None:
             self._went_round()
             return 0.0
         self._pending = batch
         try:
-            publish_captured(self._publisher, self.source.queue, batch.events)
+            if self.source.atomic:  # outbox: whole transactions, read whole
+                parts = transaction_parts(self.source.name, batch.events)
+                queue, name = self.source.queue, self.source.name
+                self._publisher.publish_together(part_message(queue, name, p) for p in parts)
+            else:
+                publish_captured(self._publisher, self.source.queue, batch.events)
         except (PublishError, BrokerUnavailable) as exc:
             self.broker_connected = False
             return self._outage("the broker", exc)
@@ -190,6 +209,48 @@ class CaptureRunner:
             return self._outage("the source", exc)
         self._went_round()
         return 0.0
+
+    def _poll(self) -> CapturedBatch | PartStream | None:
+        if isinstance(self._capture, Streaming):
+            return self._capture.poll_parts(POLL_S)
+        return self._capture.poll(POLL_S)
+
+    def _publish_whole(self, stream: PartStream) -> float:
+        """Send a stream of whole source transactions in one broker transaction, then confirm.
+
+        The broker makes every part visible at once or none: a consumer never sees part of a
+        transaction that the capture did not finish sending. A failure drops what was read
+        (``rewind``): the next round reads it from the source again.
+        """
+        parts = iter(stream)
+        first = next(parts, None)  # none: transactions of tables not captured, or empty
+        if first is not None:
+            queue, name = self.source.queue, self.source.name
+            messages = (part_message(queue, name, p) for p in itertools.chain([first], parts))
+            try:
+                self._publisher.publish_together(messages)
+            except (PublishError, BrokerUnavailable) as exc:
+                self.broker_connected = False
+                self._rewind()
+                return self._outage("the broker", exc)
+            except SourceUnavailable as exc:
+                self._rewind()
+                return self._outage("the source", exc)
+            self.broker_connected = True
+            self._stats.count_captured(self.source.name, stream.events)
+        if stream.batch.token is not None:
+            try:
+                self._capture.confirm(stream.batch)
+            except SourceUnavailable as exc:
+                return self._outage("the source", exc)
+        self._went_round()
+        return 0.0
+
+    def _rewind(self) -> None:
+        """Drop the half-sent broker transaction (with the connection) and what was read."""
+        self._publisher.close()
+        if isinstance(self._capture, Streaming):
+            self._capture.rewind()
 
     def _went_round(self) -> None:
         recovered = self._backoff.reset()

@@ -209,6 +209,40 @@ def test_source_gets_its_queue_and_batch_size_by_default(tmp_path: Path) -> None
     )
     assert crm.url.render_as_string() == "postgresql+psycopg2://syncd@db1/crm"
     assert crm.queue == config.queue_for("crm")
+    assert crm.transactions == "per-row" and not crm.atomic
+
+
+@pytest.mark.parametrize("capture", ["logical", "outbox"])
+def test_atomic_transactions_are_read_for_postgresql_sources(tmp_path: Path, capture: str) -> None:
+    text = SOURCES.replace("capture: logical", f"capture: {capture}\n    transactions: atomic")
+    crm = load(tmp_path, MINIMAL + text).sources["crm"]
+
+    assert crm.transactions == "atomic" and crm.atomic
+
+
+@pytest.mark.parametrize("mode", ["ATOMIC", "per_row", "yes", "true", "1", "[atomic]", "''"])
+def test_unknown_transactions_mode_says_which_there_are(tmp_path: Path, mode: str) -> None:
+    text = SOURCES.replace("capture: logical", f"capture: logical\n    transactions: {mode}")
+    found = problems(tmp_path, MINIMAL + text)
+
+    assert len(found) == 1
+    assert found[0].startswith("config.yaml:7: sources.crm.transactions: expected per-row (each")
+    assert "or atomic (each source transaction applied whole), found" in found[0]
+
+
+@pytest.mark.parametrize("url", ["sqlite:///shop.db", "mysql+pymysql://syncd@db1/shop"])
+def test_atomic_outbox_needs_a_source_that_names_its_transactions(tmp_path: Path, url: str) -> None:
+    text = SOURCES.replace("postgresql+psycopg2://syncd@db1/crm", url).replace(
+        "capture: logical", "capture: outbox\n    transactions: atomic"
+    )
+    found = problems(tmp_path, MINIMAL + text)
+
+    backend = url.split(":")[0].split("+")[0]
+    assert found == [
+        f"config.yaml:7: sources.crm.transactions: capture: outbox from {backend} cannot name "
+        "the source's transactions; atomic needs capture: logical, or capture: outbox from "
+        "PostgreSQL. Write transactions: per-row"
+    ]
 
 
 def test_source_settings_secret_env_and_queue_prefix(tmp_path: Path) -> None:
@@ -338,7 +372,8 @@ def test_every_source_mistake_is_reported_with_its_line(tmp_path: Path) -> None:
         "config.yaml:5: sources.crm.tables: missing; list the tables to capture, "
         "e.g. [public.customers]",
         "config.yaml:6: sources.crm.tabels: unknown key; did you mean 'tables'? "
-        "(allowed: url, password, password_file, capture, tables, queue, batch_events)",
+        "(allowed: url, password, password_file, capture, tables, queue, batch_events, "
+        "transactions)",
         "config.yaml:7: sources.crm.queue: expected a queue name starting with /queue/, "
         "such as /queue/syncd.DLQ, found 'crm'",
         "config.yaml:8: sources.crm.batch_events: expected a whole number from 1 to 100000, "
@@ -911,3 +946,11 @@ def test_unavailable_placeholder_defaults_to_debeziums_and_may_be_set(tmp_path: 
 def test_empty_unavailable_placeholder_is_refused(tmp_path: Path) -> None:
     found = problems(tmp_path, MINIMAL + "apply:\n  unavailable_placeholder: ''\n")
     assert len(found) == 1 and "unavailable_placeholder" in found[0]
+
+
+def test_the_queues_of_atomic_sources_are_consumed_exclusively(tmp_path: Path) -> None:
+    text = SOURCES.replace("capture: logical", "capture: logical\n    transactions: atomic")
+    text += "  shop:\n    url: sqlite:///shop.db\n    capture: outbox\n    tables: [items]\n"
+    config = load(tmp_path, MINIMAL + text)
+    assert config.exclusive_queues() == {"/queue/syncd.crm"}
+    assert load(tmp_path, MINIMAL + SOURCES).exclusive_queues() == frozenset()

@@ -17,11 +17,13 @@ from syncd.dlq import (
     fit,
     format_letter,
     format_table,
+    replay_batches,
     replay_headers,
     replay_message,
     replayable,
     resolve,
     select,
+    whole_transactions,
 )
 
 QUEUE = "/queue/syncd.DLQ"
@@ -239,3 +241,31 @@ def test_only_a_typed_yes_confirms() -> None:
     assert confirm("? ", io.StringIO("yes\n"))
     assert not confirm("? ", io.StringIO("y\n"))
     assert not confirm("? ", io.StringIO(""))
+
+
+# --- whole transactions -----------------------------------------------------------------------
+
+
+def tx_letter(number: int, tx: str | None, part: int = 1) -> DeadLetter:
+    extra = {"syncd-tx-id": tx, "syncd-tx-part": str(part)} if tx else {}
+    return letter(number, extra=extra)
+
+
+def test_choosing_one_part_of_a_transaction_replays_every_part_in_order() -> None:
+    browsed = [tx_letter(1, "t1", 1), tx_letter(2, None), tx_letter(3, "t1", 2), tx_letter(4, "t2")]
+    chosen = whole_transactions([browsed[2]], browsed)
+    assert [x.header("syncd-tx-part") for x in chosen] == ["1", "2"]
+    assert [x.id for x in whole_transactions([browsed[1]], browsed)] == [browsed[1].id]
+    replayed = replay_headers(chosen[0].message.headers)
+    assert replayed["syncd-tx-id"] == "t1" and replayed["syncd-tx-part"] == "1"
+
+
+def test_replay_batches_never_split_a_transaction() -> None:
+    letters = [tx_letter(n, None) for n in range(90)]
+    letters += [tx_letter(100 + n, "big", n + 1) for n in range(30)]
+    letters += [tx_letter(200 + n, None) for n in range(5)]
+    batches = replay_batches(letters)
+    assert [len(b) for b in batches] == [90, 35]
+    assert [x.id for b in batches for x in b] == [x.id for x in letters]
+    huge = [tx_letter(n, "huge", n + 1) for n in range(150)]
+    assert [len(b) for b in replay_batches([tx_letter(999, None), *huge])] == [1, 150]
