@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from syncd.apply.evolve import NewColumn
 from syncd.apply.plan import TABLE_KEY, Change, key_text
 from syncd.errors import MappingApplyError, NoMappingError
 from syncd.events import ChangeEvent
@@ -34,7 +35,8 @@ class Router:
             self._by_system[mapping.source_system].append(mapping)
         self._target_columns = target_columns
         self._target_limits = target_limits
-        self._limits_of: dict[str, TargetLimits] = {}  # by mapping name: tables reflected once
+        # By mapping name: each table's limits as reflected with that set of its columns.
+        self._limits_of: dict[str, tuple[frozenset[str] | None, TargetLimits]] = {}
         self._check_row = check_row
         self._cache: dict[tuple[str, str | None, str], list[Mapping]] = {}
 
@@ -96,10 +98,13 @@ class Router:
     def _limits(self, mapping: Mapping) -> TargetLimits | None:
         if self._target_limits is None:
             return None
-        limits = self._limits_of.get(mapping.name)
-        if limits is None:
-            limits = self._limits_of[mapping.name] = self._target_limits(mapping)
-        return limits
+        # Asked again once the table's columns changed (on_new_column: add): the applier
+        # reflects a table anew, and the new set of columns says so.
+        columns = self._target_columns(mapping) if self._target_columns else None
+        cached = self._limits_of.get(mapping.name)
+        if cached is None or cached[0] is not columns:
+            cached = self._limits_of[mapping.name] = (columns, self._target_limits(mapping))
+        return cached[1]
 
     @staticmethod
     def _truncate(mapping: Mapping, event: ChangeEvent, ref: Any) -> Change:
@@ -116,12 +121,11 @@ class Router:
                 f"mapping {mapping.name}: key column(s) {', '.join(missing_key)} "
                 "missing from the row"
             )
+        new_columns = None
         if self._target_columns is not None and not delete:
             unknown = sorted(set(target_row) - self._target_columns(mapping))
             if unknown:
-                raise MappingApplyError(
-                    _unknown_columns(mapping, key, unknown, self._limits(mapping))
-                )
+                new_columns = self._new_columns(mapping, event, key, unknown, target_row)
         check_change(self._limits(mapping), mapping, event, key, None if delete else target_row)
         if event.non_finite and self._check_row is not None and not delete:
             self._check_row(mapping, key, target_row)
@@ -136,7 +140,33 @@ class Router:
             event=event,
             ref=ref,
             unavailable=unavailable,
+            new_columns=new_columns,
         )
+
+    def _new_columns(
+        self,
+        mapping: Mapping,
+        event: ChangeEvent,
+        key: str,
+        unknown: list[str],
+        target_row: dict[str, Any],
+    ) -> dict[str, NewColumn] | None:
+        """Columns of the row the target lacks, per the mapping's on_new_column: the ones to
+        add (the applier adds them first), or none — left out ("ignore") — or
+        MappingApplyError ("dead-letter", and a name the target could not hold)."""
+        limits = self._limits(mapping)
+        odd = [name for name in unknown if limits and limits.identifier_problem(name)]
+        if mapping.on_new_column == "dead-letter" or odd:
+            raise MappingApplyError(_unknown_columns(mapping, key, odd or unknown, limits))
+        if mapping.on_new_column == "ignore":
+            for name in unknown:
+                del target_row[name]
+            return None
+        types = event.types or {}
+        return {
+            name: NewColumn(types.get(name), event.types_dialect, target_row[name])
+            for name in unknown
+        }
 
 
 def _unknown_columns(
@@ -148,7 +178,12 @@ def _unknown_columns(
         f"mapping {mapping.name} key {printable(key, 200)}: {mapping.target_database}."
         f"{mapping.target_table} has no column {names}"
         + (f" (a name that {why[0]})" if why else "")
-        + "; map the source column in the mapping's columns (or add the column to the table)"
+        + (
+            "; map the source column in the mapping's columns (or add the column to the table)"
+            if mapping.columns is not None or why
+            else "; add the column to the table (syncd schema --apply), or set on_new_column: "
+            "add (it is dead-letter)"
+        )
     )
 
 

@@ -109,6 +109,8 @@ def binder(column_type: Any) -> core.Binder:
     are the text 'Infinity' / '-Infinity' too, as a numeric's text arrives from capture.
     An integer past 64 bits is bound like a Decimal (sqlite3 cannot bind it).
     """
+    if "BLOB" in ("" if column_type is None else str(column_type).upper()):
+        return core.bytea_bytes
     real = affinity(column_type) == "REAL"
 
     def bind(value: Any) -> Any:

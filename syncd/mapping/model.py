@@ -88,6 +88,11 @@ class Mapping:
     where: Where | None = None  # rows that fail it are kept out (and removed when they leave)
     exclude: frozenset[str] = frozenset()  # with `columns` None: source columns left out
     set_columns: tuple[SetColumn, ...] = ()
+    # An event column the target table lacks: "add" it (ALTER TABLE, syncd.apply.evolve),
+    # "ignore" it (left out of the row) or "dead-letter" the event. The reader's default is
+    # "add" with `columns` omitted (a mirror gains the source's new columns) and "ignore" with
+    # a `columns:` list (a source column not listed is left out, as it always was).
+    on_new_column: Literal["add", "ignore", "dead-letter"] = "ignore"
 
     @cached_property
     def target_key(self) -> tuple[str, ...]:
