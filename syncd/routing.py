@@ -11,6 +11,7 @@ from syncd.apply.plan import TABLE_KEY, Change, key_text
 from syncd.errors import MappingApplyError, NoMappingError
 from syncd.events import ChangeEvent
 from syncd.mapping import Mapping
+from syncd.schema.debezium import declared_types
 from syncd.values import TargetLimits, check_change, printable
 
 _CACHE_MAX = 10_000  # (system, schema, table) lookups remembered
@@ -162,11 +163,13 @@ class Router:
             for name in unknown:
                 del target_row[name]
             return None
-        types = event.types or {}
-        return {
-            name: NewColumn(types.get(name), event.types_dialect, target_row[name])
-            for name in unknown
-        }
+        types, dialect = event.types, event.types_dialect
+        if types is None:
+            types, dialect = declared_types(event.raw), "postgresql"  # a Debezium schema
+        undeclared = [name for name in unknown if name not in types]
+        if undeclared and not mapping.on_new_column_given:
+            raise MappingApplyError(_unknown_columns(mapping, key, undeclared, limits))
+        return {name: NewColumn(types.get(name), dialect, target_row[name]) for name in unknown}
 
 
 def _unknown_columns(
@@ -182,9 +185,20 @@ def _unknown_columns(
             "; map the source column in the mapping's columns (or add the column to the table)"
             if mapping.columns is not None or why
             else "; add the column to the table (syncd schema --apply), or set on_new_column: "
-            "add (it is dead-letter)"
+            f"add{_why_not_added(mapping)}"
         )
     )
+
+
+def _why_not_added(mapping: Mapping) -> str:
+    if mapping.on_new_column == "dead-letter":
+        return " (it is dead-letter)"
+    if not mapping.on_new_column_given:
+        return (
+            " (by default a column is added only when the event declares its type: "
+            "source.types, as syncd's captures send, or a Debezium schema)"
+        )
+    return ""
 
 
 def _mapped(mapping: Mapping, columns: tuple[str, ...]) -> tuple[str, ...]:

@@ -93,6 +93,10 @@ class Mapping:
     # "add" with `columns` omitted (a mirror gains the source's new columns) and "ignore" with
     # a `columns:` list (a source column not listed is left out, as it always was).
     on_new_column: Literal["add", "ignore", "dead-letter"] = "ignore"
+    # Written in the file. The default "add" adds only columns whose type the event declares
+    # (captures' source.types, a Debezium schema): a published event's stray column (a typo,
+    # hostile input) is dead-lettered, as without on_new_column, instead of growing the table.
+    on_new_column_given: bool = False
 
     @cached_property
     def target_key(self) -> tuple[str, ...]:

@@ -228,6 +228,7 @@ class _ItemReader:
             exclude=exclude,
             set_columns=set_columns,
             on_new_column=on_new_column,
+            on_new_column_given=fields.get("on_new_column") is not None,
         )
 
     def check_keys(self, entries: dict[str, Node], path: str, allowed: tuple[str, ...]) -> None:
