@@ -99,6 +99,7 @@ class World:
     targets: dict[str, sa.Engine]  # pg, lite, maria
     dlq: str
     name: str
+    mode: str
 
     def schema(self, *args: str) -> tuple[int, str, str]:
         done = syncd("schema", "-c", str(self.config), *args)
@@ -200,7 +201,7 @@ def world(
         targets = {db: sa.create_engine(u) for db, u in (("pg", pg_url), ("lite", lite_url))}
         targets["maria"] = sa.create_engine(maria_url)
         try:
-            yield World(tmp_path, config, source, targets, dlq, name)
+            yield World(tmp_path, config, source, targets, dlq, name, mode)
         finally:
             for engine in (source, *targets.values()):
                 engine.dispose()
@@ -265,13 +266,9 @@ def converge(world: World, daemon: Daemon) -> None:
         raise AssertionError(f"source {want}\ntargets {have}\n{daemon.log()[-4000:]}") from None
 
 
-@pytest.mark.parametrize("world", ["logical", "outbox"], indirect=True)
-def test_schema_then_capture_then_a_new_source_column_reaches_every_target(
-    world: World, broker: Broker
-) -> None:
-    config = str(world.config)
-    insert(world, *ROWS)
-
+def schema_prints_then_applies_then_has_nothing_to_do(world: World) -> None:
+    """syncd schema: DDL for every target and nothing created; --apply: the tables with the
+    source's types and key; again: nothing to do."""
     # syncd schema: DDL for every target, nothing created.
     code, out, err = world.schema()
     assert code == 0, err
@@ -308,6 +305,20 @@ def test_schema_then_capture_then_a_new_source_column_reaches_every_target(
         0,
         "-- nothing to do: every target table has what its mappings need",
     ), err
+
+
+@pytest.mark.parametrize("world", ["logical", "outbox"], indirect=True)
+def test_schema_then_capture_then_a_new_source_column_reaches_every_target(
+    world: World, broker: Broker
+) -> None:
+    config = str(world.config)
+    insert(world, *ROWS)
+
+    if world.mode == "logical":  # what syncd schema does depends on no capture mode
+        schema_prints_then_applies_then_has_nothing_to_do(world)
+    else:
+        code, out, err = world.schema("--apply")
+        assert code == 0 and "applied: 6 of 6" in out, err
 
     done = syncd("capture", "install", "-c", config)
     assert done.returncode == 0, done.stderr
@@ -350,3 +361,55 @@ def test_schema_then_capture_then_a_new_source_column_reaches_every_target(
         assert client.drain(world.dlq, idle_s=0.5) == []
     finally:
         client.close()
+
+
+LITE_CONFIG = """\
+broker: {{hosts: ["127.0.0.1:1"]}}
+databases:
+  lite: {{url: "sqlite:///{lite}"}}
+mappings: mappings/
+sources:
+  crm:
+    url: "{source}"
+    capture: outbox
+    tables: [public.things]
+"""
+THINGS = """\
+mappings:
+  - name: things
+    source: {{system: crm, table: public.things}}
+    target: {{database: lite, table: things}}
+    key: [id]
+{extra}"""
+
+
+def test_schema_refuses_a_type_without_a_safe_target_and_check_warns_of_drift(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    source_url = postgres.create_database(f"schema_things_{next(_runs)}")
+    source = sa.create_engine(source_url)
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TYPE pair AS (a integer, b integer)")
+        conn.exec_driver_sql("CREATE TABLE things (id integer PRIMARY KEY, p pair, n text)")
+    config = tmp_path / "config.yaml"
+    config.write_text(LITE_CONFIG.format(lite=tmp_path / "lite.db", source=source_url))
+    (tmp_path / "mappings").mkdir()
+    mapping_file = tmp_path / "mappings" / "things.yaml"
+    try:
+        mapping_file.write_text(THINGS.format(extra=""))
+        done = syncd("schema", "-c", str(config), "--apply")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "things.yaml:2: mapping things: column p (pair): " in done.stderr
+        assert "leave it out (exclude: [p])" in done.stderr
+        assert not (tmp_path / "lite.db").exists()  # refused before any target was touched
+
+        mapping_file.write_text(THINGS.format(extra="    exclude: [p]\n"))
+        done = syncd("schema", "-c", str(config), "--apply")
+        assert done.returncode == 0, done.stderr
+        with source.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE things ADD COLUMN extra numeric(5, 1)")
+        done = syncd("check", "-c", str(config))
+        assert done.returncode == 0, done.stderr
+        assert "warning: lite.things has no column extra, which its source has" in done.stderr
+    finally:
+        source.dispose()
