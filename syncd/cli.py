@@ -430,6 +430,13 @@ def _schema(config: Config, args: argparse.Namespace) -> int:
     from syncd.schema import command as schema
 
     mappings = load_mappings(config.mappings_dir, list(config.databases))
+    if not args.mapping:
+        for mapping in mappings:
+            if mapping.source_system not in config.sources:
+                print(
+                    f"-- mapping {mapping.name}: skipped; its source system "
+                    f"{mapping.source_system} is not a capture source (no catalog to read)"
+                )
     try:
         plans = schema.plan(config, schema.chosen(config, mappings, args.mapping))
         count = schema.write(plans, sys.stdout)

@@ -26,7 +26,14 @@ from syncd.apply.evolve import CHANGES, add_column
 from syncd.apply.sql import split_table_name
 from syncd.capture import source_errors
 from syncd.config import Config, SourceConfig
-from syncd.errors import ConfigError, Problem, SyncdError, TargetOutage, first_line
+from syncd.errors import (
+    ConfigError,
+    PermanentApplyError,
+    Problem,
+    SyncdError,
+    TargetOutage,
+    first_line,
+)
 from syncd.mapping import Mapping
 from syncd.schema import catalog
 from syncd.schema.catalog import SourceTable
@@ -178,7 +185,7 @@ def _run(engine: Engine, database: str, statement: Statement) -> bool:
         if sa.inspect(engine).has_table(name, schema=schema):
             return False
         raise
-    log.warning("database %s: schema change: %s", database, statement.sql)
+    log.warning("database %s: schema change: %s", database, statement.what)
     CHANGES.count(database, statement.table, statement.change)
     return True
 
@@ -248,7 +255,11 @@ def _source(source: SourceConfig) -> Iterator[Connection]:
 def _engine(config: Config, name: str) -> Iterator[Engine]:
     url = config.databases[name].url
     backend = sa.engine.make_url(url).get_backend_name()
-    engine: Engine = target_dialect(backend).engine(url, config.apply.timeout_s)
+    try:
+        speaks = target_dialect(backend)
+    except PermanentApplyError as exc:  # not a target syncd supports, or its driver missing
+        raise ConfigError([Problem(str(config.path), None, f"databases.{name}: {exc}")]) from exc
+    engine: Engine = speaks.engine(url, config.apply.timeout_s)
     try:
         yield engine
     finally:

@@ -205,8 +205,7 @@ def changes_for(conn: Connection, wanted: WantedTable) -> Changes:
     present = catalog.read_table(conn, wanted.table)
     if present is None:
         table = _table(wanted)
-        sql = str(CreateTable(table, if_not_exists=True).compile(dialect=conn.dialect)).strip()
-        changes.statements.append(Statement("create_table", wanted.table, sql))
+        changes.statements.append(Statement("create_table", wanted.table, _create(conn, table)))
         return changes
     for column in wanted.columns.values():
         found = present.column(column.name)
@@ -235,8 +234,13 @@ def positions_changes(conn: Connection, name: str) -> list[Statement]:
     table = positions_table(name)
     if sa.inspect(conn).has_table(table.name, schema=table.schema):
         return []
-    sql = str(CreateTable(table, if_not_exists=True).compile(dialect=conn.dialect)).strip()
-    return [Statement("create_table", name, sql)]
+    return [Statement("create_table", name, _create(conn, table))]
+
+
+def _create(conn: Connection, table: sa.Table) -> str:
+    """CREATE TABLE IF NOT EXISTS, as the target's dialect writes it (names quoted by it)."""
+    sql = str(CreateTable(table, if_not_exists=True).compile(dialect=conn.dialect))
+    return "\n".join(line.rstrip() for line in sql.strip().splitlines())
 
 
 def _table(wanted: WantedTable) -> sa.Table:
