@@ -99,13 +99,28 @@ def plan(config: Config, mappings: Sequence[Mapping]) -> list[DatabasePlan]:
     """Every target database's needs. ConfigError for mappings the catalog contradicts or
     whose types have no safe target type; SourceUnavailable, TargetUnavailable if one cannot
     be reached."""
-    sources = _source_tables(config, mappings)
+    plans = _wanted(config, mappings, _source_tables(config, mappings))
+    for db in plans:
+        with _target(config, db.name) as conn:
+            for wanted in db.tables.values():
+                found = changes_for(conn, wanted)
+                db.changes.statements += found.statements
+                db.changes.warnings += found.warnings
+            db.changes.statements += positions_changes(conn, config.apply.positions_table)
+    return plans
+
+
+def _wanted(
+    config: Config, mappings: Sequence[Mapping], sources: dict[str, SourceTable]
+) -> list[DatabasePlan]:
+    """The target tables the mappings need, per database; ConfigError listing every problem."""
     plans: dict[str, DatabasePlan] = {}
     problems: list[Problem] = []
     for mapping in mappings:
-        database = config.databases[mapping.target_database]
-        dialect = _dialect_name(sa.engine.make_url(database.url).get_backend_name())
-        db = plans.setdefault(mapping.target_database, DatabasePlan(database.name, dialect))
+        url = config.databases[mapping.target_database].url
+        dialect = _dialect_name(sa.engine.make_url(url).get_backend_name())
+        name = mapping.target_database
+        db = plans.setdefault(name, DatabasePlan(name, dialect))
         source = sources.get(mapping.name)
         if source is None:
             problems.append(
@@ -119,23 +134,15 @@ def plan(config: Config, mappings: Sequence[Mapping]) -> list[DatabasePlan]:
             )
             continue
         columns, found = mapping_columns(mapping, source, dialect)
-        problems += [
-            Problem(mapping.file, mapping.line, f"mapping {mapping.name}: {p}") for p in found
-        ]
+        where = f"mapping {mapping.name}"
+        problems += [Problem(mapping.file, mapping.line, f"{where}: {p}") for p in found]
+        key = tuple(mapping.target_key)
         wanted = db.tables.setdefault(
-            mapping.target_table,
-            WantedTable(db.name, mapping.target_table, dialect, tuple(mapping.target_key)),
+            mapping.target_table, WantedTable(name, mapping.target_table, dialect, key)
         )
         db.changes.warnings += merge(wanted, mapping, columns)
     if problems:
         raise ConfigError(problems)
-    for db in plans.values():
-        with _target(config, db.name) as conn:
-            for wanted in db.tables.values():
-                found_changes = changes_for(conn, wanted)
-                db.changes.statements += found_changes.statements
-                db.changes.warnings += found_changes.warnings
-            db.changes.statements += positions_changes(conn, config.apply.positions_table)
     return list(plans.values())
 
 

@@ -341,3 +341,21 @@ def test_a_batch_asks_for_each_new_column_once_declared_type_first(tmp_path: Pat
     assert wanted_columns(changes) == {
         "dim_customer": {"price": NewColumn("smallint", "postgresql", 6)}
     }
+
+
+def test_schema_changes_are_counted_for_the_metrics() -> None:
+    from prometheus_client import generate_latest
+
+    from syncd.apply.evolve import SchemaChanges
+    from syncd.metrics import Metrics
+
+    changes = SchemaChanges()
+    metrics = Metrics()
+    metrics.schema_changes_from(changes.snapshot)
+    changes.count("warehouse", "orders", "add_column")
+    changes.count("warehouse", "orders", "add_column")
+    text = generate_latest(metrics.registry).decode()
+    assert (
+        'syncd_schema_changes_total{change="add_column",database="warehouse",table="orders"} 2.0'
+        in text
+    )
