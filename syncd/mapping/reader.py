@@ -525,7 +525,7 @@ class _ItemReader:
     ) -> Literal["add", "ignore", "dead-letter"]:
         """What to do with an event column the target lacks; see Mapping.on_new_column."""
         if node is None or node.value is None:
-            return "add" if columns is None else "ignore"
+            return "add" if columns is None else "dead-letter"
         value = node.value
         if not isinstance(value, str) or value not in ON_NEW_COLUMN:
             hint = did_you_mean(value, list(ON_NEW_COLUMN)) if isinstance(value, str) else ""
@@ -534,8 +534,8 @@ class _ItemReader:
                 "on_new_column",
                 f"expected add, ignore or dead-letter{hint}, found {node.describe()}",
             )
-            return "add" if columns is None else "ignore"
-        if columns is not None and value != "ignore":
+            return "add" if columns is None else "dead-letter"
+        if columns is not None and value == "add":
             # With a list, every column the mapping writes is named in it (and checked against
             # the target before anything runs): a source column not listed is left out, so no
             # column is ever new. Adding unlisted ones would also carry columns left out on
@@ -543,11 +543,11 @@ class _ItemReader:
             self.problem(
                 node.line,
                 "on_new_column",
-                f"'{value}' goes with 'columns' left out (every column of the event); with "
+                "'add' goes with 'columns' left out (every column of the event); with "
                 "'columns' given, a source column not listed is left out: list a new column "
-                "there (and run syncd schema --apply), or remove on_new_column",
+                "there (and run syncd schema --apply), or write ignore or dead-letter",
             )
-            return "ignore"
+            return "dead-letter"
         return ON_NEW_COLUMN[value]
 
     def check_targets(self, columns: tuple[ColumnMap, ...], entries: dict[str, Node]) -> None:

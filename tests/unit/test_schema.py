@@ -244,7 +244,9 @@ def test_on_new_column_defaults_to_add_for_a_mirror_and_ignore_for_a_list(
     mirror = load_one(tmp_path, item(GOOD_BODY))
     assert (mirror.on_new_column, mirror.on_new_column_given) == ("add", False)
     listed = load_one(tmp_path, item(GOOD_BODY + "columns: {id: id}\n"))
-    assert listed.on_new_column == "ignore"
+    assert listed.on_new_column == "dead-letter"  # as before: a listed column the target lost
+    ignoring = load_one(tmp_path, item(GOOD_BODY + "columns: {id: id}\non_new_column: ignore\n"))
+    assert ignoring.on_new_column == "ignore"
     written = load_one(tmp_path, item(GOOD_BODY + "on_new_column: dead-letter\n"))
     assert (written.on_new_column, written.on_new_column_given) == ("dead-letter", True)
 
