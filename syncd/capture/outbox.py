@@ -343,12 +343,14 @@ class _DeclaredTypes:
         unknown = self._unknown.setdefault((schema, table), set())
         if known is None or any(c not in known and c not in unknown for c in row):
             described = catalog.read_table(conn, f"{schema}.{table}" if schema else table)
-            if described is None:
-                return None
-            self.dialect = described.dialect
-            known = self._tables[(schema, table)] = {c.name: c.type for c in described.columns}
+            if described is not None:
+                self.dialect = described.dialect
+            # No such table (an application's own event, write_event): nothing to declare,
+            # and not looked for again until a row brings a column not seen yet.
+            columns = described.columns if described is not None else ()
+            known = self._tables[(schema, table)] = {c.name: c.type for c in columns}
             unknown.update(c for c in row if c not in known)
-        return known
+        return known or None
 
 
 class OutboxCapture:
