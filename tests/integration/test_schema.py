@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from syncd.schema import catalog
 from tests.harness import Daemon, StompClient, syncd, wait_until
 from tests.services import Broker, PostgresCluster, mariadb_database
 
@@ -413,3 +414,81 @@ def test_schema_refuses_a_type_without_a_safe_target_and_check_warns_of_drift(
         assert "warning: lite.things has no column extra, which its source has" in done.stderr
     finally:
         source.dispose()
+
+
+OUTBOX_SOURCES = """\
+broker: {{hosts: ["127.0.0.1:1"]}}
+databases:
+  pg: {{url: "{pg}"}}
+mappings: mappings/
+sources:
+  lite:
+    url: "sqlite:///{lite}"
+    capture: outbox
+    tables: [items]
+  maria:
+    url: "{maria}"
+    capture: outbox
+    tables: [items]
+"""
+ITEMS = """\
+mappings:
+  - name: from_lite
+    source: {system: lite, table: items}
+    target: {database: pg, table: lite_items}
+    key: [id]
+  - name: from_maria
+    source: {system: maria, table: items}
+    target: {database: pg, table: maria_items}
+    key: [code]
+"""
+ITEMS_DDL = (
+    "CREATE TABLE items (id INTEGER PRIMARY KEY, code VARCHAR(20) NOT NULL, price DECIMAL(10, 2),"
+    " ok BOOLEAN, at DATETIME(6), body TEXT, raw BLOB)"
+)
+
+
+def test_sqlite_and_mariadb_outbox_sources_make_postgresql_tables(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    from syncd.config import load_config
+    from syncd.mapping import load_mappings
+    from syncd.schema import command
+
+    lite = tmp_path / "source.db"
+    engine = sa.create_engine(f"sqlite:///{lite}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(ITEMS_DDL.replace("DATETIME(6)", "DATETIME"))
+    engine.dispose()
+    pg_url = postgres.create_database(f"schema_items_{next(_runs)}")
+    with mariadb_database(f"syncd_schema_items_{os.getpid()}") as maria_url:
+        engine = sa.create_engine(maria_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(ITEMS_DDL.replace("id INTEGER PRIMARY KEY", "id INTEGER")
+                                 .replace(" NOT NULL,", " NOT NULL PRIMARY KEY,"))  # fmt: skip
+        engine.dispose()
+        config_path = tmp_path / "config.yaml"
+        config_path.write_text(OUTBOX_SOURCES.format(pg=pg_url, lite=lite, maria=maria_url))
+        (tmp_path / "mappings").mkdir()
+        (tmp_path / "mappings" / "items.yaml").write_text(ITEMS)
+        config = load_config(config_path)
+        mappings = load_mappings(config.mappings_dir, list(config.databases))
+        plans = command.plan(config, command.chosen(config, mappings, None))
+        assert command.apply(config, plans) == 3  # two tables and the positions table
+    target = sa.create_engine(pg_url)
+    try:
+        with target.connect() as conn:
+            lite_table = catalog.read_table(conn, "lite_items")
+            maria_table = catalog.read_table(conn, "maria_items")
+    finally:
+        target.dispose()
+    assert lite_table is not None and maria_table is not None
+    assert {c.name: c.type for c in lite_table.columns} == {
+        "id": "bigint", "code": "text", "price": "numeric(10,2)", "ok": "boolean",
+        "at": "timestamp without time zone", "body": "text", "raw": "bytea",
+    }  # fmt: skip
+    assert {c.name: c.type for c in maria_table.columns} == {
+        "id": "integer", "code": "character varying(20)", "price": "numeric(10,2)",
+        "ok": "smallint", "at": "timestamp without time zone", "body": "text", "raw": "bytea",
+    }  # fmt: skip
+    assert (lite_table.primary_key, maria_table.primary_key) == (("id",), ("code",))
