@@ -1,5 +1,5 @@
 """The `syncd` command: run, check, publish, status, dlq (list, show, replay, purge),
-capture (install, uninstall), snapshot and mappings (test)."""
+capture (install, uninstall), snapshot, mappings (test) and schema."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from syncd.errors import (
 )
 from syncd.events import decode_event
 from syncd.logs import setup_logging
-from syncd.mapping import load_mappings
+from syncd.mapping import Mapping, load_mappings
 from syncd.status import add_arguments as status_arguments
 
 log = logging.getLogger("syncd")
@@ -76,6 +76,19 @@ exit codes:
   3  the broker is unreachable (nothing was replayed or purged after that point)
   4  replay/purge: some chosen dead letters were gone before they could be taken, or
      cannot be replayed (no syncd-original-destination)
+"""
+SCHEMA_EPILOG = """\
+Types come from the source's catalog through syncd's type table per dialect pair (README:
+"Target tables from the source"). What syncd prints is SQL: everything but the statements
+is a comment. Running it again once applied prints that nothing is to do.
+
+exit codes:
+  0  success: the DDL printed, or run (--apply), or nothing to do
+  1  a target refused a statement (no rights, say), or the source refused the catalog read
+  2  bad command line, config.yaml or mapping file, an unknown --mapping or one whose source
+     is not a capture source, a source table or column the mapping names but the source
+     lacks, or a source type with no safe target type (the message says what to write)
+  3  a source or target database is unreachable
 """
 ERROR_CLASSES = [str(error_class) for error_class in ErrorClass]
 
@@ -169,6 +182,21 @@ def _parser() -> argparse.ArgumentParser:
         "--restart", action="store_true", help="start over instead of resuming a stopped snapshot"
     )
     snapshot.set_defaults(command=_snapshot)
+    schema = _subcommand(
+        commands,
+        "schema",
+        "For mappings whose source is a capture source: print the DDL that creates each "
+        "missing target table from the source's catalog (through renames, casts, exclude, set: "
+        "and the soft-delete column; primary key on the key's target columns), adds missing "
+        "columns and creates the positions table. --apply runs it. Never drops or narrows "
+        "anything.",
+        SCHEMA_EPILOG,
+    )
+    schema.add_argument(
+        "--mapping", action="append", metavar="M", help="only mapping M (repeat for several)"
+    )
+    schema.add_argument("--apply", action="store_true", help="run the DDL on the targets")
+    schema.set_defaults(command=_schema)
     return parser
 
 
@@ -390,11 +418,52 @@ def _check(config: Config, args: argparse.Namespace) -> int:
             applier.close()
         for source in config.sources.values():
             check_source(source)
+        _warn_drift(config, mappings)
     where = "" if args.offline else ", checked against their target tables"
     sources = f", {len(config.sources)} sources" if config.sources else ""
     reached = " (reachable)" if config.sources and not args.offline else ""
     print(f"{config.path}: OK ({len(mappings)} mappings{where}{sources}{reached})")
     return ExitCode.OK
+
+
+def _schema(config: Config, args: argparse.Namespace) -> int:
+    from syncd.schema import command as schema
+
+    mappings = load_mappings(config.mappings_dir, list(config.databases))
+    if not args.mapping:
+        for mapping in mappings:
+            if mapping.source_system not in config.sources:
+                print(
+                    f"-- mapping {mapping.name}: skipped; its source system "
+                    f"{mapping.source_system} is not a capture source (no catalog to read)"
+                )
+    try:
+        plans = schema.plan(config, schema.chosen(config, mappings, args.mapping))
+        count = schema.write(plans, sys.stdout)
+        if not count:
+            print("-- nothing to do: every target table has what its mappings need")
+        elif args.apply:
+            done = schema.apply(config, plans)
+            print(f"-- applied: {done} of {count} statements ({count - done} done meanwhile)")
+        else:
+            print(f"-- {count} statements; nothing was changed (--apply runs them)")
+    except (CaptureError, schema.SchemaRefused) as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
+    return ExitCode.OK
+
+
+def _warn_drift(config: Config, mappings: list[Mapping]) -> None:
+    """Warnings, not errors: what capture sources have that their targets lack or type
+    otherwise (the daemon still runs; on_new_column or syncd schema closes the gap)."""
+    from syncd.schema.command import drift
+
+    try:
+        warnings = drift(config, mappings)
+    except (CaptureError, SourceUnavailable, TargetUnavailable) as exc:
+        warnings = [f"the sources and targets could not be compared: {exc}"]
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _chosen_sources(config: Config, name: str | None) -> list[SourceConfig]:

@@ -45,6 +45,10 @@ class ChangeEvent:
     # A row value is NaN or ±Infinity (which not every target column can hold): checked
     # against the target's columns before applying. False for nearly every event.
     non_finite: bool = False
+    # source.types: column -> its SQL type as the source declares it (capture events carry
+    # them), in the words of source.connector's dialect; what on_new_column: add goes by.
+    types: dict[str, str] | None = None
+    types_dialect: str = "postgresql"
 
     @property
     def is_delete(self) -> bool:
@@ -195,6 +199,7 @@ def decode_event(
             after, missing = debezium.strip_placeholders(after, placeholder)
             if missing:
                 unavailable = [*unavailable, *(c for c in missing if c not in unavailable)]
+    types, types_dialect = _types(source)
     return ChangeEvent(
         op=op,
         before=before,
@@ -207,7 +212,29 @@ def decode_event(
         source_ts_ms=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
         raw=raw,
         unavailable=tuple(unavailable),
+        types=types,
+        types_dialect=types_dialect,
     )
+
+
+# source.connector (Debezium's word for the source's kind) -> the dialect of source.types.
+_CONNECTORS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
+
+
+def _types(source: dict[str, Any]) -> tuple[dict[str, str] | None, str]:
+    """``source.types`` checked: an object of column name -> type text, or absent."""
+    types = source.get("types")
+    if types is None:
+        return None, "postgresql"
+    if not isinstance(types, dict) or not all(type(t) is str for t in types.values()):
+        raise DecodeError(
+            "'source.types' must be an object of column name -> SQL type text, such as "
+            '{"id": "integer", "price": "numeric(12,2)"}'
+        )
+    connector = source.get("connector", "postgresql")
+    dialect = _CONNECTORS.get(connector) if isinstance(connector, str) else None
+    # Another connector's words (a Debezium MongoDB source, say) are not a SQL type here.
+    return (types, dialect) if dialect else (None, "postgresql")
 
 
 def _row(document: dict[str, Any], field: str) -> dict[str, Any] | None:

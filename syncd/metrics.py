@@ -16,7 +16,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from syncd.instance import instance_name
@@ -97,6 +97,11 @@ class Metrics:
         )
         self.instance_info.labels(instance_name()).set(1)
 
+    def schema_changes_from(self, counts: Callable[[], dict[tuple[str, str, str], int]]) -> None:
+        """``syncd_schema_changes_total{database, table, change}``: the schema changes syncd
+        made (``change``: add_column), as ``counts`` tells them when scraped."""
+        self.registry.register(_SchemaChanges(counts))
+
     def lag_from(self, source_ts_ms: Callable[[], dict[str, int]]) -> None:
         """``syncd_lag_seconds{mapping}``: now minus the source time of the newest applied
         event, computed when scraped (so it grows while nothing arrives)."""
@@ -116,6 +121,21 @@ class _LagCollector(Collector):
         now = time.time()
         for mapping, ts_ms in sorted(self._source_ts_ms().items()):
             family.add_metric([mapping], max(0.0, now - ts_ms / 1000))
+        yield family
+
+
+class _SchemaChanges(Collector):
+    def __init__(self, counts: Callable[[], dict[tuple[str, str, str], int]]):
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "syncd_schema_changes",
+            "Schema changes syncd made to target tables (on_new_column: add)",
+            labels=["database", "table", "change"],
+        )
+        for labels, count in sorted(self._counts().items()):
+            family.add_metric(list(labels), count)
         yield family
 
 

@@ -6,10 +6,12 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from syncd.apply.evolve import NewColumn
 from syncd.apply.plan import TABLE_KEY, Change, key_text
 from syncd.errors import MappingApplyError, NoMappingError
 from syncd.events import ChangeEvent
 from syncd.mapping import Mapping
+from syncd.schema.debezium import declared_types
 from syncd.values import TargetLimits, check_change, printable
 
 _CACHE_MAX = 10_000  # (system, schema, table) lookups remembered
@@ -34,7 +36,8 @@ class Router:
             self._by_system[mapping.source_system].append(mapping)
         self._target_columns = target_columns
         self._target_limits = target_limits
-        self._limits_of: dict[str, TargetLimits] = {}  # by mapping name: tables reflected once
+        # By mapping name: each table's limits as reflected with that set of its columns.
+        self._limits_of: dict[str, tuple[frozenset[str] | None, TargetLimits]] = {}
         self._check_row = check_row
         self._cache: dict[tuple[str, str | None, str], list[Mapping]] = {}
 
@@ -96,10 +99,13 @@ class Router:
     def _limits(self, mapping: Mapping) -> TargetLimits | None:
         if self._target_limits is None:
             return None
-        limits = self._limits_of.get(mapping.name)
-        if limits is None:
-            limits = self._limits_of[mapping.name] = self._target_limits(mapping)
-        return limits
+        # Asked again once the table's columns changed (on_new_column: add): the applier
+        # reflects a table anew, and the new set of columns says so.
+        columns = self._target_columns(mapping) if self._target_columns else None
+        cached = self._limits_of.get(mapping.name)
+        if cached is None or cached[0] is not columns:
+            cached = self._limits_of[mapping.name] = (columns, self._target_limits(mapping))
+        return cached[1]
 
     @staticmethod
     def _truncate(mapping: Mapping, event: ChangeEvent, ref: Any) -> Change:
@@ -116,12 +122,11 @@ class Router:
                 f"mapping {mapping.name}: key column(s) {', '.join(missing_key)} "
                 "missing from the row"
             )
+        new_columns = None
         if self._target_columns is not None and not delete:
             unknown = sorted(set(target_row) - self._target_columns(mapping))
             if unknown:
-                raise MappingApplyError(
-                    _unknown_columns(mapping, key, unknown, self._limits(mapping))
-                )
+                new_columns = self._new_columns(mapping, event, key, unknown, target_row)
         check_change(self._limits(mapping), mapping, event, key, None if delete else target_row)
         if event.non_finite and self._check_row is not None and not delete:
             self._check_row(mapping, key, target_row)
@@ -136,7 +141,35 @@ class Router:
             event=event,
             ref=ref,
             unavailable=unavailable,
+            new_columns=new_columns,
         )
+
+    def _new_columns(
+        self,
+        mapping: Mapping,
+        event: ChangeEvent,
+        key: str,
+        unknown: list[str],
+        target_row: dict[str, Any],
+    ) -> dict[str, NewColumn] | None:
+        """Columns of the row the target lacks, per the mapping's on_new_column: the ones to
+        add (the applier adds them first), or none — left out ("ignore") — or
+        MappingApplyError ("dead-letter", and a name the target could not hold)."""
+        limits = self._limits(mapping)
+        odd = [name for name in unknown if limits and limits.identifier_problem(name)]
+        if mapping.on_new_column == "dead-letter" or odd:
+            raise MappingApplyError(_unknown_columns(mapping, key, odd or unknown, limits))
+        if mapping.on_new_column == "ignore":
+            for name in unknown:
+                del target_row[name]
+            return None
+        types, dialect = event.types, event.types_dialect
+        if types is None:
+            types, dialect = declared_types(event.raw), "postgresql"  # a Debezium schema
+        undeclared = [name for name in unknown if name not in types]
+        if undeclared and not mapping.on_new_column_given:
+            raise MappingApplyError(_unknown_columns(mapping, key, undeclared, limits))
+        return {name: NewColumn(types.get(name), dialect, target_row[name]) for name in unknown}
 
 
 def _unknown_columns(
@@ -148,8 +181,24 @@ def _unknown_columns(
         f"mapping {mapping.name} key {printable(key, 200)}: {mapping.target_database}."
         f"{mapping.target_table} has no column {names}"
         + (f" (a name that {why[0]})" if why else "")
-        + "; map the source column in the mapping's columns (or add the column to the table)"
+        + (
+            "; map the source column in the mapping's columns (or add the column to the table)"
+            if mapping.columns is not None or why
+            else "; add the column to the table (syncd schema --apply), or set on_new_column: "
+            f"add{_why_not_added(mapping)}"
+        )
     )
+
+
+def _why_not_added(mapping: Mapping) -> str:
+    if mapping.on_new_column == "dead-letter":
+        return " (it is dead-letter)"
+    if not mapping.on_new_column_given:
+        return (
+            " (by default a column is added only when the event declares its type: "
+            "source.types, as syncd's captures send, or a Debezium schema)"
+        )
+    return ""
 
 
 def _mapped(mapping: Mapping, columns: tuple[str, ...]) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 
+from syncd.apply import evolve
 from syncd.apply.plan import Verdict
 from syncd.deadletter import Reason
 from syncd.metrics import Metrics
@@ -24,6 +25,7 @@ class Stats:
         self._lock = threading.Lock()
         self.metrics = metrics or Metrics()
         self.metrics.lag_from(self.newest_source_ts_ms)
+        self.metrics.schema_changes_from(evolve.CHANGES.snapshot)
         self.verdicts: Counter[tuple[str, Verdict]] = Counter()
         self.dead_letters: Counter[tuple[str, str]] = Counter()
         self._report_every_s = report_every_s

@@ -63,7 +63,7 @@ MAPPINGS = [
     _mapping(
         "renamed",
         "customers",
-        (ColumnMap("id", "id", None), ColumnMap("email", "name", "lower")),
+        (ColumnMap("id", "id"), ColumnMap("email", "name", ("lower",))),
     ),
 ]
 

@@ -8,6 +8,7 @@ throughput matters most, sends the same statements as driver SQL (``postgresql.p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -77,6 +78,18 @@ def upserter_from(
 def any_column(_column_type: Any) -> Binder:
     """The binder of a dialect whose driver takes every value as it is but JSON documents."""
     return bindable
+
+
+_BYTEA_HEX = re.compile(r"\\x(?:[0-9a-fA-F]{2})*")
+
+
+def bytea_bytes(value: Any) -> Any:
+    """For a binary column (SQLite BLOB, MariaDB BLOB/VARBINARY): PostgreSQL's hex text of
+    bytea (``\\x00ff``, as both captures send it, and as a PostgreSQL target reads it) as
+    the bytes; any other value as :func:`bindable` binds it."""
+    if type(value) is str and _BYTEA_HEX.fullmatch(value):
+        return bytes.fromhex(value[2:])
+    return bindable(value)
 
 
 def bindable(value: Any) -> Any:

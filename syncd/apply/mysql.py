@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -210,6 +211,10 @@ def binder(column_type: Any) -> core.Binder:
     as a DECIMAL of at most 65 digits first, so -1.7976931348623157e+308 written out in full
     (as PostgreSQL's to_jsonb writes a double) would land as -1e+65.
     """
+    if isinstance(column_type, sa.DateTime):
+        return _datetime_bind
+    if isinstance(column_type, sa.types._Binary):
+        return core.bytea_bytes
     if not isinstance(column_type, sa.Float):
         return bindable
 
@@ -219,6 +224,21 @@ def binder(column_type: Any) -> core.Binder:
         return bindable(value)
 
     return bind
+
+
+def _datetime_bind(value: Any) -> Any:
+    """A DATETIME column takes a zoned timestamp's text (PostgreSQL timestamptz as captured,
+    ``2024-01-15 10:30:00+00``) as its UTC wall time: MariaDB refuses the zone (error 1292),
+    and syncd's sessions there run in UTC. Text that is not ISO 8601 goes as it is (MariaDB
+    then says what is wrong with it)."""
+    if type(value) is str and ("+" in value[10:] or value.endswith("Z") or "-" in value[19:]):
+        try:
+            stamp = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if stamp.tzinfo is not None:
+            return stamp.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    return bindable(value)
 
 
 # NaN and ±Infinity, which MySQL cannot hold, never get here: check_row dead-letters the

@@ -13,11 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd import jsonvalue
 from syncd.events import ChangeEvent
 from syncd.mapping import Mapping
+
+if TYPE_CHECKING:
+    from syncd.apply.evolve import NewColumn
 
 _encode_string = json.encoder.encode_basestring  # as json.dumps(ensure_ascii=False) quotes
 
@@ -84,6 +87,9 @@ class Change:
     # For the upsert half of a key change: the delete of the old key, whose row holds what
     # ``unavailable`` lacks.
     moved_from: Change | None = None
+    # Columns ``row`` carries that the target table lacked when the change was routed
+    # (on_new_column: add): the applier adds them first (syncd.apply.evolve).
+    new_columns: dict[str, NewColumn] | None = None
 
     @property
     def incomplete(self) -> bool:

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.engine import Connection, Engine
 
 from syncd import jsonvalue
-from syncd.apply import core, dialect
+from syncd.apply import core, dialect, evolve
 from syncd.apply.classify import Failure
 from syncd.apply.core import Upsert
 from syncd.apply.deadline import Deadline
@@ -265,6 +265,9 @@ class SqlApplier:
         self._apply(changes, commit=False)
 
     def _apply(self, changes: Sequence[Change], commit: bool) -> list[Verdict]:
+        # Before the transaction: ALTER TABLE from another connection would wait for it.
+        if any(change.new_columns for change in changes):
+            self._add_new_columns(changes)
         with (
             self._translated(),
             self._engine.connect() as conn,
@@ -290,6 +293,26 @@ class SqlApplier:
             for i, verdict in zip(indexes, self._apply_mapping(conn, subset), strict=True):
                 verdicts[i] = verdict
         return verdicts
+
+    def _add_new_columns(self, changes: Sequence[Change]) -> None:
+        """on_new_column: add — first the columns these changes carry that their tables lack
+        (syncd.apply.evolve), then every mapping of those tables sees them.
+
+        Only this (the apply) thread writes ``_targets``; the router reads it for each event,
+        and one that still finds the old Target marks its change again, which then adds
+        nothing.
+        """
+        with self._translated():
+            wanted = evolve.wanted_columns(changes)
+            for table, columns in wanted.items():
+                evolve.add_columns(self._engine, self.name, table, columns)
+            with self._engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                for mapping in self._mappings:
+                    if mapping.target_table in wanted:
+                        target = self._describe(inspector, mapping, [])
+                        if target is not None:
+                            self._targets[mapping.name] = target
 
     def _apply_mapping(self, conn: Connection, changes: list[Change]) -> list[Verdict]:
         """One mapping's changes in arrival order; a truncate is a barrier between runs."""

@@ -110,9 +110,14 @@ def binder(column_type: Any) -> core.Binder:
     An integer past 64 bits is bound like a Decimal (sqlite3 cannot bind it).
     """
     real = affinity(column_type) == "REAL"
+    # A declared BLOB takes bytea's hex text as its bytes (an untyped column, also BLOB
+    # affinity, keeps text as text).
+    blob = "BLOB" in ("" if column_type is None else str(column_type).upper())
 
     def bind(value: Any) -> Any:
         kind = type(value)
+        if blob and kind is str:
+            return core.bytea_bytes(value)
         if isinstance(value, Decimal):
             if value.is_nan() or not (real or value.is_finite()):
                 return jsonvalue.non_finite_text(value)

@@ -53,6 +53,7 @@ from syncd.capture.pgoutput import (
     decode,
 )
 from syncd.errors import CaptureError, SourceUnavailable, SyncdError, first_line
+from syncd.schema.catalog import PG_TYPES_OF_OIDS
 
 __all__ = [
     "LogicalCapture",
@@ -271,6 +272,9 @@ class LogicalCapture:
         self._stream: _Stream | None = None
         self._relations = RelationCache()
         self._group_keys: dict[int, tuple[str, ...]] = {}  # relation OID -> group columns
+        # Relation OID -> column -> declared type: every event's source.types (what the
+        # consumer's on_new_column: add goes by), from the Relation message's type OIDs.
+        self._types: dict[int, dict[str, str]] = {}
         # A plain connection for catalog lookups: the replication one streams, it cannot ask.
         self._catalog: psycopg2.extensions.connection | None = None
         self._open: _Transaction | None = None  # begun, its Commit not read yet
@@ -413,6 +417,7 @@ class LogicalCapture:
             # A new Relation message (first change of the session, or after ALTER TABLE)
             # refreshes the key too: the primary key may have changed with the table.
             self._group_keys[decoded.oid] = self._group_columns(decoded)
+            self._types[decoded.oid] = self._declared_types(decoded)
         elif isinstance(decoded, Begin):
             self._open = _Transaction(
                 decoded.xid, decoded.commit_time_ms, final_lsn=decoded.final_lsn
@@ -430,7 +435,27 @@ class LogicalCapture:
             self.source, transaction.xid, transaction.commit_time_ms, lsn, _now_ms()
         )
         events = change_events(change, self._relations, self._group_keys, origin)
+        types = self._types.get(getattr(change, "relation_oid", -1))
+        if types:
+            for captured in events:
+                captured.event["source"]["types"] = types
         transaction.events.extend(events)
+
+    def _declared_types(self, relation: Relation) -> dict[str, str]:
+        """Each column's type as of the Relation message (not as the catalog says now: a
+        backlog may hold changes from before an ALTER), in format_type's words."""
+        with self._catalog_connection().cursor() as cursor:
+            cursor.execute(
+                PG_TYPES_OF_OIDS,
+                {
+                    "oids": [c.type_oid for c in relation.columns],
+                    "modifiers": [c.type_modifier for c in relation.columns],
+                },
+            )
+            declared = [text for (text,) in cursor.fetchall()]
+        if len(declared) != len(relation.columns):  # a type dropped since: no word on any
+            return {}
+        return {c.name: text for c, text in zip(relation.columns, declared, strict=True)}
 
     def _group_columns(self, relation: Relation) -> tuple[str, ...]:
         # Only FULL needs the catalog: otherwise the flagged columns are the group's already.

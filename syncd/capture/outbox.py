@@ -60,6 +60,7 @@ from syncd.capture.outbox_ddl import (
     outbox_sql,
 )
 from syncd.errors import CaptureError, DecodeError, SourceUnavailable, SyncdError
+from syncd.schema import catalog
 
 __all__ = ["OutboxCapture", "install", "install_hint", "uninstall", "write_event"]
 
@@ -321,6 +322,37 @@ class _Token:
     ids: tuple[int, ...]
 
 
+class _DeclaredTypes:
+    """Each captured table's column types, as every event's ``source.types`` names them
+    (what the consumer's on_new_column: add goes by), read from the source's catalog.
+
+    Read again when a row carries a column not known yet (an ALTER TABLE ADD COLUMN since);
+    a column the catalog does not have (dropped since the row was written) is not looked for
+    again.
+    """
+
+    def __init__(self) -> None:
+        self.dialect = "postgresql"
+        self._tables: dict[tuple[str, str], dict[str, str]] = {}
+        self._unknown: dict[tuple[str, str], set[str]] = {}
+
+    def of(self, conn: Connection, schema: str, table: str, row: Any) -> dict[str, str] | None:
+        if not isinstance(row, dict):
+            return None
+        known = self._tables.get((schema, table))
+        unknown = self._unknown.setdefault((schema, table), set())
+        if known is None or any(c not in known and c not in unknown for c in row):
+            described = catalog.read_table(conn, f"{schema}.{table}" if schema else table)
+            if described is not None:
+                self.dialect = described.dialect
+            # No such table (an application's own event, write_event): nothing to declare,
+            # and not looked for again until a row brings a column not seen yet.
+            columns = described.columns if described is not None else ()
+            known = self._tables[(schema, table)] = {c.name: c.type for c in columns}
+            unknown.update(c for c in row if c not in known)
+        return known or None
+
+
 class OutboxCapture:
     """The relay of one source's outbox rows (implements ``syncd.capture.Capture``).
 
@@ -362,6 +394,7 @@ class OutboxCapture:
         self._sql: OutboxSql | None = None
         self._held: _Token | None = None  # the batch whose lock is held until confirm
         self._numbers = itertools.count(1)
+        self._types = _DeclaredTypes()
 
     def poll(self, timeout_s: float) -> CapturedBatch | None:
         deadline = time.monotonic() + max(0.0, timeout_s)
@@ -381,7 +414,7 @@ class OutboxCapture:
                     {"source": self.source, "limit": self._max_batch_events},
                 ).all()
                 if rows:
-                    return self._batch(rows)
+                    return self._batch(rows, conn)
                 self._unlock(conn, sql, commit=False)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -457,23 +490,28 @@ class OutboxCapture:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _batch(self, rows: Sequence[Row[Any]]) -> CapturedBatch:
+    def _batch(self, rows: Sequence[Row[Any]], conn: Connection) -> CapturedBatch:
         now_ms = int(time.time() * 1000)
         events = []
         for row in rows:
             outbox_id, schema, table, op, row_key, before, after, tx_id, created_ms = tuple(row)
+            after, before = _json_value(after), _json_value(before)
+            origin = {
+                "name": self.source,
+                "schema": schema,
+                "table": table,
+                "seq": int(outbox_id),
+                "txId": None if tx_id is None else int(tx_id),
+                "ts_ms": int(created_ms),
+            }
+            types = self._types.of(conn, schema, table, after or before)
+            if types:
+                origin["types"], origin["connector"] = types, self._types.dialect
             event = {
                 "op": op,
-                "before": _json_value(before),
-                "after": _json_value(after),
-                "source": {
-                    "name": self.source,
-                    "schema": schema,
-                    "table": table,
-                    "seq": int(outbox_id),
-                    "txId": None if tx_id is None else int(tx_id),
-                    "ts_ms": int(created_ms),
-                },
+                "before": before,
+                "after": after,
+                "source": origin,
                 "ts_ms": now_ms,
             }
             events.append(Captured(event, group_for(schema, table, _json_value(row_key))))

@@ -65,6 +65,7 @@ from syncd.capture.logical_setup import parse_table
 from syncd.capture.outbox_ddl import OutboxSql, PostgresOutbox, SourceTable, outbox_sql
 from syncd.capture.pgoutput import Column, Relation
 from syncd.errors import CaptureError
+from syncd.schema import catalog
 
 __all__ = ["SnapshotReport", "SnapshotSource", "run_snapshot", "state_path"]
 
@@ -227,6 +228,9 @@ class _Table:
     values: tuple[str, ...]  # SQL: the row, as the capture reads it
     to_row: Callable[[Sequence[Any]], dict[str, Any]]  # values -> the event's ``after``
     quote: Callable[[str], str]
+    # source.types and source.connector, as the captures send them (syncd.schema.catalog).
+    types: dict[str, str] = field(default_factory=dict)
+    dialect: str = "postgresql"
 
     @property
     def qualified(self) -> str:
@@ -262,6 +266,9 @@ def _captured(table: _Table, row: dict[str, Any], now_ms: int) -> Captured:
         table.position_field: SNAPSHOT_POSITION,
         "ts_ms": now_ms,
     }
+    if table.types:
+        origin["types"] = table.types
+        origin["connector"] = table.dialect
     event = {
         "op": "r",
         "before": None,
@@ -282,6 +289,14 @@ def _table(conn: Connection, source: SnapshotSource, name: str) -> _Table:
         return _outbox_table(conn, source, schema, table, key)
 
 
+def _declared(conn: Connection, schema: str, name: str) -> tuple[dict[str, str], str]:
+    """``types`` and ``dialect`` of a _Table: its columns' types as the captures name them."""
+    described = catalog.read_table(conn, f"{schema}.{name}")
+    if described is None:
+        return {}, catalog.dialect_of(conn)
+    return {column.name: column.type for column in described.columns}, described.dialect
+
+
 def _logical_table(
     conn: Connection, source: SnapshotSource, schema: str, name: str, key: tuple[str, ...]
 ) -> _Table:
@@ -291,6 +306,7 @@ def _logical_table(
     relation = Relation(0, schema, name, rows[0].relreplident if rows else "d", columns)
     primary_key = [row.attname for row in rows if row.in_primary_key]
     quote = conn.dialect.identifier_preparer.quote
+    types, dialect = _declared(conn, schema, name)
     return _Table(
         source=source.name,
         url=source.url,
@@ -303,6 +319,8 @@ def _logical_table(
         values=tuple(_output_text(quote(column.name)) for column in columns),
         to_row=lambda values: relation.row(tuple(values)),  # the decoder's own conversion
         quote=quote,
+        types=types,
+        dialect=dialect,
     )
 
 
@@ -330,6 +348,7 @@ def _outbox_table(
         ),
     )
     quote = conn.dialect.identifier_preparer.quote
+    types, dialect = _declared(conn, schema, name)
     if isinstance(sql, PostgresOutbox):
         keys = _postgres_keys(conn, schema, name, key)
     else:
@@ -349,6 +368,8 @@ def _outbox_table(
         values=(sql.row_json(ALIAS, source_table),),
         to_row=_json_row,
         quote=quote,
+        types=types,
+        dialect=dialect,
     )
 
 

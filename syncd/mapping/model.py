@@ -88,6 +88,16 @@ class Mapping:
     where: Where | None = None  # rows that fail it are kept out (and removed when they leave)
     exclude: frozenset[str] = frozenset()  # with `columns` None: source columns left out
     set_columns: tuple[SetColumn, ...] = ()
+    # A column the mapping writes that the target table lacks: "add" it (ALTER TABLE,
+    # syncd.apply.evolve), "ignore" it (left out of the row) or "dead-letter" the event. The
+    # reader's default is "add" with `columns` omitted (a mirror gains the source's new
+    # columns) and "dead-letter" with a `columns:` list, as before (a source column not listed
+    # is left out whatever this says).
+    on_new_column: Literal["add", "ignore", "dead-letter"] = "dead-letter"
+    # Written in the file. The default "add" adds only columns whose type the event declares
+    # (captures' source.types, a Debezium schema): a published event's stray column (a typo,
+    # hostile input) is dead-lettered, as without on_new_column, instead of growing the table.
+    on_new_column_given: bool = False
 
     @cached_property
     def target_key(self) -> tuple[str, ...]:

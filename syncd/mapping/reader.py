@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from syncd.errors import ConfigError, Problem
 from syncd.mapping.casts import CASTS
@@ -83,11 +83,17 @@ def _duplicate_names(names: list[tuple[str, str, int]]) -> list[Problem]:
 
 MAPPING_KEYS = (
     "name", "source", "target", "key", "columns", "on_delete", "where", "exclude", "set",
+    "on_new_column",
 )  # fmt: skip
 SOURCE_KEYS = ("system", "table")
 TARGET_KEYS = ("database", "table")
 COLUMN_KEYS = ("column", "transform", "type")
 ON_DELETE = "delete, ignore or {soft: COLUMN}"
+ON_NEW_COLUMN: dict[str, Literal["add", "ignore", "dead-letter"]] = {
+    "add": "add",
+    "ignore": "ignore",
+    "dead-letter": "dead-letter",
+}
 EXAMPLE = (
     "{name: customers, source: {system: crm, table: public.customers}, "
     "target: {database: warehouse, table: dim_customer}, key: [id]}"
@@ -202,6 +208,7 @@ class _ItemReader:
         where = self.where(fields.get("where"))
         exclude = self.exclude(fields.get("exclude"), key, columns)
         set_columns = self.set_columns(fields.get("set"), key, columns, on_delete)
+        on_new_column = self.on_new_column(fields.get("on_new_column"), columns)
         if system is None or source_table is None or database is None:
             return None
         if target_table is None or key is None:
@@ -220,6 +227,8 @@ class _ItemReader:
             where=where,
             exclude=exclude,
             set_columns=set_columns,
+            on_new_column=on_new_column,
+            on_new_column_given=fields.get("on_new_column") is not None,
         )
 
     def check_keys(self, entries: dict[str, Node], path: str, allowed: tuple[str, ...]) -> None:
@@ -510,6 +519,36 @@ class _ItemReader:
             )
             return None
         return SetColumn(target, metadata=source.value)
+
+    def on_new_column(
+        self, node: Node | None, columns: tuple[ColumnMap, ...] | None
+    ) -> Literal["add", "ignore", "dead-letter"]:
+        """What to do with an event column the target lacks; see Mapping.on_new_column."""
+        if node is None or node.value is None:
+            return "add" if columns is None else "dead-letter"
+        value = node.value
+        if not isinstance(value, str) or value not in ON_NEW_COLUMN:
+            hint = did_you_mean(value, list(ON_NEW_COLUMN)) if isinstance(value, str) else ""
+            self.problem(
+                node.line,
+                "on_new_column",
+                f"expected add, ignore or dead-letter{hint}, found {node.describe()}",
+            )
+            return "add" if columns is None else "dead-letter"
+        if columns is not None and value == "add":
+            # With a list, every column the mapping writes is named in it (and checked against
+            # the target before anything runs): a source column not listed is left out, so no
+            # column is ever new. Adding unlisted ones would also carry columns left out on
+            # purpose (a password hash) the moment the target lacks them.
+            self.problem(
+                node.line,
+                "on_new_column",
+                "'add' goes with 'columns' left out (every column of the event); with "
+                "'columns' given, a source column not listed is left out: list a new column "
+                "there (and run syncd schema --apply), or write ignore or dead-letter",
+            )
+            return "dead-letter"
+        return ON_NEW_COLUMN[value]
 
     def check_targets(self, columns: tuple[ColumnMap, ...], entries: dict[str, Node]) -> None:
         fed_by: dict[str, str] = {}

@@ -155,6 +155,16 @@ def database(request: pytest.FixtureRequest, tmp_path: Path, mode: str) -> Itera
 # ------------------------------------------------------------------------------ the events
 
 
+# The customers table's column types as each source's catalog declares them: every event's
+# source.types (what on_new_column: add goes by).
+_PG = {"id": "integer", "name": "character varying(100)", "score": "numeric(10,2)"}
+DECLARED = {
+    "postgresql": _PG,
+    "sqlite": {"id": "INTEGER", "name": "VARCHAR(100)", "score": "NUMERIC(10, 2)"},
+    "mariadb": {"id": "INTEGER(11)", "name": "VARCHAR(100)", "score": "DECIMAL(10, 2)"},
+}
+
+
 def test_every_row_is_published_once_at_position_0_grouped_by_its_key(source: Source) -> None:
     source.customers(5)
     source.write("INSERT INTO pairs (a, b, v) VALUES (2, 'x', 'v1'), (1, 'y', NULL)")
@@ -176,6 +186,8 @@ def test_every_row_is_published_once_at_position_0_grouped_by_its_key(source: So
             "table": "customers",
             position: SNAPSHOT_POSITION,
             "ts_ms": customer["ts_ms"],
+            "types": DECLARED[source.dialect],
+            "connector": "mysql" if source.dialect == "mariadb" else source.dialect,
         },
         "ts_ms": customer["ts_ms"],
         "id": f"snapshot:{source.schema}.customers:[1]",

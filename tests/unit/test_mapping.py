@@ -317,7 +317,8 @@ def test_unknown_item_key_suggests_the_close_name(tmp_path: Path) -> None:
 
     assert found == [
         "crm.yaml:6: mapping 'customers': colums: unknown key; did you mean 'columns'? "
-        "(allowed: name, source, target, key, columns, on_delete, where, exclude, set)"
+        "(allowed: name, source, target, key, columns, on_delete, where, exclude, set, "
+        "on_new_column)"
     ]
 
 
