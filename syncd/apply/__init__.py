@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Protocol
 
 from syncd.apply.plan import Change, Verdict
-from syncd.drivers import DRIVERS, driver_installed
+from syncd.config.drivers import DRIVERS, driver_installed
 from syncd.errors import PermanentApplyError
 
 # The SQLAlchemy backends syncd applies to, each by the module of syncd.apply that speaks it.

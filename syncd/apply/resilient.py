@@ -25,7 +25,7 @@ from syncd.apply import Applier
 from syncd.apply.plan import Change, Verdict
 from syncd.backoff import backoff
 from syncd.config import RetryConfig
-from syncd.deadletter import ErrorClass, Reason
+from syncd.deadletter.letters import ErrorClass, Reason
 from syncd.errors import PermanentApplyError, SyncdError, TargetOutage, TargetUnavailable
 
 log = logging.getLogger(__name__)

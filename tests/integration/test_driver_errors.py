@@ -13,7 +13,7 @@ from syncd.apply.plan import Verdict
 from syncd.apply.resilient import RetryPolicy, apply_isolating
 from syncd.apply.sql import SqlApplier
 from syncd.config import RetryConfig
-from syncd.deadletter import ErrorClass, Reason
+from syncd.deadletter.letters import ErrorClass, Reason
 from tests.integration.test_applier import CUSTOMERS, applier, changes, rows
 
 __all__ = ["applier"]  # the fixture, shared with the applier suite

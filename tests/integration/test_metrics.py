@@ -12,8 +12,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncd import daemon
 from syncd.config import load_config
+from syncd.daemon import main as daemon
 from tests.harness import Daemon, StompClient, wait_until, write_config
 from tests.services import Broker, free_port
 

@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import syncd.consumer
+import syncd.pipeline.loop
 from syncd.apply.plan import Verdict
 from syncd.apply.sql import SqlApplier
 from syncd.broker.memory import InMemoryBroker
 from syncd.config import ApplyConfig, RetryConfig
-from syncd.consumer import ApplyLoop
-from syncd.ledger import DeliveryLedger
 from syncd.mapping import Mapping, OnDelete
+from syncd.pipeline.ledger import DeliveryLedger
+from syncd.pipeline.loop import ApplyLoop
 from syncd.routing import Router
-from syncd.stats import Stats
+from syncd.telemetry.stats import Stats
 
 QUEUE = "/queue/syncd.crm"
 DLQ = "/queue/syncd.DLQ"
@@ -252,14 +252,14 @@ class _Died(BaseException):
 def test_a_body_that_kills_the_daemon_while_decoding_is_counted_before_decoding(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_decode = syncd.consumer.decode_body
+    real_decode = syncd.pipeline.loop.decode_body
 
     def decode(message_body: bytes | str, *rest: Any) -> Any:
         if message_body == b'{"kills": "the daemon"}':
             raise _Died
         return real_decode(message_body, *rest)
 
-    monkeypatch.setattr(syncd.consumer, "decode_body", decode)
+    monkeypatch.setattr(syncd.pipeline.loop, "decode_body", decode)
     poison = rig.broker.publish(QUEUE, b'{"kills": "the daemon"}', {"redelivered": "true"})
     with pytest.raises(_Died):
         rig.drain(timeout_s=2)

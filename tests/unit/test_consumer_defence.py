@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from syncd import consumer
 from syncd.broker import Message
 from syncd.config import DEFAULTS, ApplyConfig
-from syncd.consumer import WHOLE_MESSAGE, ApplyLoop, _Pending
-from syncd.deadletter import ErrorClass
+from syncd.deadletter.letters import ErrorClass
+from syncd.pipeline import loop as consumer
+from syncd.pipeline.loop import WHOLE_MESSAGE, ApplyLoop, _Pending
 
 EVENT = {"op": "c", "after": {"id": 1}, "source": {"name": "crm", "table": "t", "seq": 1}}
 

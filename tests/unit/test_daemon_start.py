@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from syncd.config import load_config
-from syncd.daemon import _MetricsEndpoint, _supervise, build_appliers
+from syncd.daemon.main import _MetricsEndpoint, _supervise, build_appliers
 from syncd.errors import ConfigError, TargetOutage
 from syncd.mapping import load_mappings
-from syncd.metrics import Metrics, serve
+from syncd.telemetry.metrics import Metrics, serve
 
 
 def _free_port() -> int:

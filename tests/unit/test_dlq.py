@@ -9,7 +9,7 @@ import pytest
 
 from syncd.broker import Message
 from syncd.broker.queues import SELECTOR_MAX_CHARS, id_selector, selector_chunks
-from syncd.dlq import (
+from syncd.commands.dlq import (
     DeadLetter,
     Selection,
     SelectionError,

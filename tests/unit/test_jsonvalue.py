@@ -13,7 +13,7 @@ from syncd import jsonvalue
 from syncd.apply import mysql, postgresql, sqlite
 from syncd.apply.plan import key_text
 from syncd.broker import Message
-from syncd.deadletter import ErrorClass, Reason, dead_letter
+from syncd.deadletter.letters import ErrorClass, Reason, dead_letter
 from syncd.events import BadEvent, ChangeEvent, decode_body
 
 HIGH = "37037036703703703670.370370367"

@@ -11,7 +11,7 @@ import pytest
 from syncd.apply.plan import Change, Verdict
 from syncd.apply.resilient import Interrupted, RetriesExhausted, RetryPolicy, apply_isolating
 from syncd.config import RetryConfig
-from syncd.deadletter import ErrorClass, Reason
+from syncd.deadletter.letters import ErrorClass, Reason
 from syncd.errors import PermanentApplyError, TargetOutage, TargetUnavailable
 from syncd.mapping import Mapping, OnDelete
 

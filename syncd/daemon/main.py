@@ -23,7 +23,7 @@ from syncd.broker.statistics import queue_statistics
 from syncd.broker.stomp import StompBroker
 from syncd.capture.runner import CaptureRunner
 from syncd.config import Config, SourceConfig, load_config
-from syncd.consumer import ApplyLoop, Progress
+from syncd.daemon.notify import Notifier
 from syncd.errors import (
     BrokerUnavailable,
     ConfigError,
@@ -31,12 +31,12 @@ from syncd.errors import (
     Problem,
     TargetUnavailable,
 )
-from syncd.ledger import DeliveryLedger
 from syncd.mapping import Mapping, load_mappings
-from syncd.metrics import serve
-from syncd.notify import Notifier
+from syncd.pipeline.ledger import DeliveryLedger
+from syncd.pipeline.loop import ApplyLoop, Progress
 from syncd.routing import Router
-from syncd.stats import Stats
+from syncd.telemetry.metrics import serve
+from syncd.telemetry.stats import Stats
 
 log = logging.getLogger("syncd")
 

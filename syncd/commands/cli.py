@@ -16,11 +16,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from syncd import dlq, jsonvalue
+from syncd import jsonvalue
 from syncd.broker import Outgoing
 from syncd.capture import Captured
+from syncd.commands import dlq
+from syncd.commands.status import add_arguments as status_arguments
 from syncd.config import Config, SourceConfig, load_config
-from syncd.deadletter import ErrorClass
+from syncd.daemon.logs import setup_logging
+from syncd.deadletter.letters import ErrorClass
 from syncd.errors import (
     BrokerRefused,
     BrokerUnavailable,
@@ -34,9 +37,7 @@ from syncd.errors import (
     TargetUnavailable,
 )
 from syncd.events import decode_event
-from syncd.logs import setup_logging
 from syncd.mapping import load_mappings
-from syncd.status import add_arguments as status_arguments
 
 log = logging.getLogger("syncd")
 
@@ -325,7 +326,7 @@ def _add_mappings_commands(commands: argparse._SubParsersAction[argparse.Argumen
 
 
 def _mappings_test(config: Config, args: argparse.Namespace) -> int:
-    from syncd import dryrun
+    from syncd.commands import dryrun
 
     mappings = load_mappings(config.mappings_dir, list(config.databases))
     only = set(args.mapping) if args.mapping else None
@@ -360,7 +361,7 @@ def _add_choice_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
-    from syncd.daemon import run
+    from syncd.daemon.main import run
 
     try:
         run(config, only=args.only)
@@ -372,14 +373,14 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:
-    from syncd.status import run_status
+    from syncd.commands.status import run_status
 
     return run_status(config, args)
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:
     from syncd.capture.runner import check_source
-    from syncd.daemon import build_appliers
+    from syncd.daemon.main import build_appliers
 
     # A capture-only config (sources, no databases) has no mappings to check.
     mappings = (

@@ -31,7 +31,7 @@ from syncd.apply.resilient import Interrupted, RetryPolicy, apply_isolating
 from syncd.backoff import Backoff
 from syncd.broker import Message, Outgoing
 from syncd.config import ApplyConfig, RetryConfig
-from syncd.deadletter import ErrorClass, Reason, dead_letter
+from syncd.deadletter.letters import ErrorClass, Reason, dead_letter
 from syncd.errors import (
     BrokerRefused,
     BrokerUnavailable,
@@ -40,9 +40,9 @@ from syncd.errors import (
     NoMappingError,
 )
 from syncd.events import BadEvent, Skipped, decode_body
-from syncd.ledger import DeliveryLedger
+from syncd.pipeline.ledger import DeliveryLedger
 from syncd.routing import Router
-from syncd.stats import Stats
+from syncd.telemetry.stats import Stats
 from syncd.values import printable
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ import time
 from collections import Counter
 
 from syncd.apply.plan import Verdict
-from syncd.deadletter import Reason
-from syncd.metrics import Metrics
+from syncd.deadletter.letters import Reason
+from syncd.telemetry.metrics import Metrics
 
 log = logging.getLogger("syncd")
 
