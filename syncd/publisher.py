@@ -16,10 +16,10 @@ from typing import Any
 import tenacity
 
 from syncd import jsonvalue
-from syncd.apply.plan import key_text
 from syncd.backoff import backoff
 from syncd.broker import Outgoing
 from syncd.broker.stomp import StompBroker
+from syncd.change import key_text
 from syncd.config import Config
 from syncd.errors import (
     BrokerRefused,

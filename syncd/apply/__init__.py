@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Protocol
 
-from syncd.apply.plan import Change, Verdict
+from syncd.apply.plan import Verdict
+from syncd.change import Change
 from syncd.config.drivers import DRIVERS, driver_installed
 from syncd.errors import PermanentApplyError
 

@@ -25,7 +25,8 @@ from syncd.apply.classify import Failure
 from syncd.apply.core import Upsert
 from syncd.apply.deadline import Deadline
 from syncd.apply.fit import misfits
-from syncd.apply.plan import TABLE_KEY, Change, KeyAction, Verdict, plan_batch, position_guard
+from syncd.apply.plan import KeyAction, Verdict, plan_batch, position_guard
+from syncd.change import TABLE_KEY, Change
 from syncd.errors import (
     MappingApplyError,
     PermanentApplyError,

@@ -88,6 +88,6 @@ def primary_key(conn: Any, schema: str, table: str, needed_for: str) -> tuple[st
 
 def group_for(schema: str, table: str, key_values: Sequence[Any]) -> str:
     """The JMSXGroupID of a captured change: table + key, as ``Publisher.group_of`` makes it."""
-    from syncd.apply.plan import key_text
+    from syncd.change import key_text
 
     return f"{schema}.{table}:{key_text(key_values)}"

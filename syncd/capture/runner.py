@@ -42,8 +42,8 @@ from syncd.errors import (
     SourceUnavailable,
     first_line,
 )
-from syncd.pipeline.loop import Progress
 from syncd.publisher import Publisher
+from syncd.telemetry.progress import Progress
 from syncd.telemetry.stats import Stats
 
 __all__ = ["CaptureRunner", "check_source", "open_capture", "publish_captured"]

@@ -33,9 +33,10 @@ from syncd.errors import (
 )
 from syncd.mapping import Mapping, load_mappings
 from syncd.pipeline.ledger import DeliveryLedger
-from syncd.pipeline.loop import ApplyLoop, Progress
+from syncd.pipeline.loop import ApplyLoop
 from syncd.routing import Router
 from syncd.telemetry.metrics import serve
+from syncd.telemetry.progress import Progress
 from syncd.telemetry.stats import Stats
 
 log = logging.getLogger("syncd")

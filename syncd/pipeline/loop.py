@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from syncd.apply import Applier
-from syncd.apply.plan import Change, Verdict
-from syncd.apply.resilient import Interrupted, RetryPolicy, apply_isolating
+from syncd.apply.plan import Verdict
+from syncd.apply.resilient import GaveUp, Interrupted, RetryPolicy, Unapplied, apply_isolating
 from syncd.backoff import Backoff
 from syncd.broker import Message, Outgoing
+from syncd.change import Change
 from syncd.config import ApplyConfig, RetryConfig
 from syncd.deadletter.letters import ErrorClass, Reason, dead_letter
 from syncd.errors import (
@@ -42,6 +43,7 @@ from syncd.errors import (
 from syncd.events import BadEvent, Skipped, decode_body
 from syncd.pipeline.ledger import DeliveryLedger
 from syncd.routing import Router
+from syncd.telemetry.progress import Progress
 from syncd.telemetry.stats import Stats
 from syncd.values import printable
 
@@ -49,18 +51,6 @@ log = logging.getLogger(__name__)
 
 WHOLE_MESSAGE = -1  # the failure index of a message that could not be decoded at all
 PAUSE_S = 0.005  # no message for this long: the batch is as full as it will get soon
-
-
-class Progress(Protocol):
-    """Where the loop reports that it is alive and what it is doing (systemd's notify socket)."""
-
-    def ready(self, status: str) -> None: ...
-
-    def status(self, text: str) -> None: ...
-
-    def alive(self) -> None: ...
-
-    def waiting(self, status: str) -> None: ...
 
 
 class Broker(Protocol):
@@ -90,7 +80,8 @@ class _Pending:
     array: bool = False
     events: list[Any] = field(default_factory=list)
     failures: dict[int, Reason] = field(default_factory=dict)
-    changes: list[Change] = field(default_factory=list)
+    # The changes its events make, each with the index of its event in the message.
+    changes: list[tuple[int, Change]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # why each Debezium non-change was skipped
 
 
@@ -326,21 +317,22 @@ class ApplyLoop:
 
     def _apply_and_settle(self, pending: list[_Pending], policy: RetryPolicy) -> None:
         started = time.perf_counter()
-        by_database: dict[str, list[Change]] = defaultdict(list)
+        # Each change with where it came from: an outcome is pinned on its message's event.
+        by_database: dict[str, list[tuple[_Pending, int, Change]]] = defaultdict(list)
         for item in pending:
             if item.skipped:  # counted here, once per settled message, not per decoding
                 self._stats.skipped_messages(item.skipped)
-            for change in item.changes:
-                by_database[change.mapping.target_database].append(change)
+            for index, change in item.changes:
+                by_database[change.mapping.target_database].append((item, index, change))
         # Counted per batch: a counter and a metric per event would cost more than the event.
         counts: Counter[tuple[str, Verdict]] = Counter()
         newest: dict[str, int] = {}
-        for database, changes in by_database.items():
+        for database, entries in by_database.items():
+            changes = [change for _, _, change in entries]
             results = apply_isolating(self._appliers[database], changes, policy)
-            for change, result in zip(changes, results, strict=True):
-                if isinstance(result, Reason):
-                    item, index = change.ref
-                    item.failures.setdefault(index, result)
+            for (item, index, change), result in zip(entries, results, strict=True):
+                if isinstance(result, Unapplied):
+                    item.failures.setdefault(index, _reason(result))
                     continue
                 name = change.mapping.name
                 counts[name, result] += 1
@@ -351,7 +343,7 @@ class ApplyLoop:
         self._settle(pending)
         self._stats.batch_done(time.perf_counter() - started)
 
-    def _decode_and_route(self, item: _Pending) -> list[Change]:
+    def _decode_and_route(self, item: _Pending) -> list[tuple[int, Change]]:
         message = item.message
         try:
             slots = decode_body(
@@ -368,7 +360,7 @@ class ApplyLoop:
             return []
         item.array = len(slots) > 1 or message.body.lstrip()[:1] == b"["
         item.events = [slot.raw for slot in slots]
-        changes: list[Change] = []
+        changes: list[tuple[int, Change]] = []
         for index, slot in enumerate(slots):
             if isinstance(slot, BadEvent):
                 item.failures[index] = Reason(ErrorClass.DECODE, str(slot.error))
@@ -377,7 +369,7 @@ class ApplyLoop:
                 item.skipped.append(slot.reason)
                 continue
             try:
-                changes += self._router.changes_for(slot, (item, index))
+                changes += [(index, change) for change in self._router.changes_for(slot)]
             except NoMappingError as exc:
                 item.failures[index] = Reason(ErrorClass.NO_MAPPING, str(exc))
             except MappingApplyError as exc:
@@ -417,6 +409,20 @@ class ApplyLoop:
         if index == WHOLE_MESSAGE or not item.array:
             return dead_letter(queue, item.message, reason)
         return dead_letter(queue, item.message, reason, index, item.events[index])
+
+
+# What the dead-letter queue calls each way applying can give up on a change.
+_GAVE_UP = {
+    GaveUp.REJECTED: ErrorClass.REJECTED,
+    GaveUp.RETRIES_EXHAUSTED: ErrorClass.RETRIES_EXHAUSTED,
+}
+
+
+def _reason(failure: Unapplied) -> Reason:
+    """A change that applying gave up on, as its dead letter says it."""
+    return Reason(
+        _GAVE_UP[failure.why], failure.text, failure.mapping, failure.key, failure.attempts
+    )
 
 
 def _unexpected(exc: Exception) -> str:

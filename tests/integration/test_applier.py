@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd.apply.plan import Change, Verdict
+from syncd.apply.plan import Verdict
 from syncd.apply.sql import SqlApplier
+from syncd.change import Change
 from syncd.errors import PermanentApplyError, TargetUnavailable
 from syncd.events import ChangeEvent
 from syncd.mapping import ColumnMap, Mapping, OnDelete

@@ -22,7 +22,7 @@ def load_defaults_apply() -> ApplyConfig:
 
 
 class _BrokenRouter:
-    def changes_for(self, event: Any, ref: Any = None) -> list[Any]:
+    def changes_for(self, event: Any) -> list[Any]:
         raise KeyError("a bug")
 
 

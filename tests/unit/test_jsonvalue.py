@@ -11,8 +11,8 @@ from sqlalchemy.dialects import postgresql as pg_types
 
 from syncd import jsonvalue
 from syncd.apply import mysql, postgresql, sqlite
-from syncd.apply.plan import key_text
 from syncd.broker import Message
+from syncd.change import key_text
 from syncd.deadletter.letters import ErrorClass, Reason, dead_letter
 from syncd.events import BadEvent, ChangeEvent, decode_body
 
