@@ -24,6 +24,7 @@ from syncd.commands.status import add_arguments as status_arguments
 from syncd.config import Config, SourceConfig, load_config
 from syncd.daemon.logs import setup_logging
 from syncd.deadletter.letters import ErrorClass
+from syncd.deadletter.review import Selection, SelectionError
 from syncd.errors import (
     BrokerRefused,
     BrokerUnavailable,
@@ -557,8 +558,8 @@ def _unconfirmed(name: str, sent_lines: list[int], confirmed: int) -> str:
     )
 
 
-def _selection(args: argparse.Namespace) -> dlq.Selection:
-    return dlq.Selection(
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection(
         ids=tuple(getattr(args, "ids", ())),
         everything=getattr(args, "all", False),
         mapping=args.mapping,
@@ -586,7 +587,7 @@ def _dlq(run: Callable[[], int]) -> int:
     """Run a dlq command; a choice of dead letters that cannot be made is a usage error."""
     try:
         return run()
-    except dlq.SelectionError as exc:
+    except SelectionError as exc:
         print(f"syncd dlq: {exc}", file=sys.stderr)
         return ExitCode.BAD_CONFIG
 
