@@ -56,7 +56,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from syncd.apply.sql import positions_table
+from syncd.apply.positions import positions_table
 from syncd.broker.statistics import QueueStats, queue_statistics
 from syncd.config import Config, DatabaseConfig
 from syncd.errors import BrokerUnavailable, ExitCode, first_line

@@ -263,8 +263,8 @@ def test_positions_only_move_forward_even_against_a_concurrent_writer(applier: S
     with engine.begin() as conn:
         older = KeyAction("[1]", {"customer_id": 1}, position=5)
         newer = KeyAction("[1]", {"customer_id": 1}, position=11)
-        assert applier._advance_positions(conn, CUSTOMERS, [older]) == set()
-        assert applier._advance_positions(conn, CUSTOMERS, [newer]) == {"[1]"}
+        assert applier._positions.advance(conn, CUSTOMERS, [older]) == set()
+        assert applier._positions.advance(conn, CUSTOMERS, [newer]) == {"[1]"}
 
 
 def test_two_appliers_racing_on_the_same_keys_keep_each_keys_newest_row(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from syncd.apply.sql import positions_table
+from syncd.apply.positions import positions_table
 from syncd.broker.statistics import QueueStats, parse_map_json
 from syncd.commands.status import (
     MappingStatus,
