@@ -381,7 +381,7 @@ def _status(config: Config, args: argparse.Namespace) -> int:
 
 def _check(config: Config, args: argparse.Namespace) -> int:
     from syncd.capture.runner import check_source
-    from syncd.daemon.main import build_appliers
+    from syncd.daemon.targets import build_appliers
 
     # A capture-only config (sources, no databases) has no mappings to check.
     mappings = (

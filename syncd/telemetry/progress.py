@@ -1,7 +1,7 @@
 """Where a long-running part reports that it is alive and what it is doing.
 
 The apply loop and each capture runner report here; the daemon answers with systemd's notify
-socket (``syncd.daemon.main.Supervision``) and the /healthz endpoint.
+socket (``syncd.daemon.supervision.Supervision``) and the /healthz endpoint.
 """
 
 from __future__ import annotations
