@@ -122,3 +122,18 @@ def test_the_check_sees_an_upward_import_also_inside_a_function(tmp_path: Path) 
         "line 3 imports syncd.pipeline.loop (pipeline is beside capture)",
         "line 4 imports syncd.daemon.main (daemon is above capture)",
     ]
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    unnamed = [
+        str(path.relative_to(PACKAGE))
+        for path in modules()
+        if path.name not in ("__init__.py", "__main__.py")
+        and f"`{path.name}`" not in layout
+        and f"`{path.relative_to(PACKAGE)}`" not in layout
+    ]
+    packages = [p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()]
+    unnamed += [f"{name}/" for name in packages if f"`{name}/`" not in layout]
+    assert unnamed == [], "add these to README's Layout section, one line each"
