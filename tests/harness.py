@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,14 +180,3 @@ class StompClient:
 
     def close(self) -> None:
         self.conn.disconnect()
-
-
-def wait_until(
-    check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -62,17 +62,19 @@ def free_port() -> int:
         return port
 
 
-def wait_for(
-    predicate: Callable[[], T], timeout_s: float, interval_s: float = 0.05, what: str = "condition"
+def wait_until(
+    check: Callable[[], T], timeout_s: float, what: str = "condition", interval_s: float = 0.1
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy, and return that.
+    """Poll ``check`` until it returns something truthy, and return that: the one wait of the
+    tests (never sleep-then-assert).
 
     Raises AssertionError naming ``what`` when ``timeout_s`` passes first, so a test that
-    waits reads as the behaviour it expects ("the row to appear").
+    waits reads as the behaviour it expects ("the row to appear"). ``check`` is asked once
+    more at the deadline: a slow machine that got there late still gets its answer.
     """
     deadline = time.monotonic() + timeout_s
     while True:
-        result = predicate()
+        result = check()
         if result:
             return result
         if time.monotonic() >= deadline:
@@ -391,7 +393,7 @@ class PostgresCluster:
             return
         children = _child_pids(pid)
         os.kill(pid, signal.SIGKILL)
-        wait_for(
+        wait_until(
             lambda: not any(_pid_alive(p) for p in (pid, *children)),
             timeout_s=30,
             what=f"PostgreSQL's postmaster {pid} and its backends to exit after SIGKILL",
@@ -401,7 +403,7 @@ class PostgresCluster:
         # VM; never, in a container whose init does not reap). Once it is dead for sure,
         # its lock file is stale.
         try:
-            wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=5)
+            wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=5)
         except AssertionError:
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
 

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 import stomp
 from sqlalchemy.pool import NullPool
 
-from tests.harness import Daemon, Received, StompClient, wait_until, write_config
+from tests.harness import Daemon, Received, StompClient, write_config
 from tests.history import (
     MAPPING,
     TABLE,
@@ -42,7 +42,7 @@ from tests.history import (
     random_changes,
     random_history,
 )
-from tests.services import Broker, PostgresCluster
+from tests.services import Broker, PostgresCluster, wait_until
 
 _runs = itertools.count(1)
 

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.config import load_config
 from syncd.daemon import main as daemon
-from tests.harness import Daemon, StompClient, wait_until, write_config
-from tests.services import Broker, free_port
+from tests.harness import Daemon, StompClient, write_config
+from tests.services import Broker, free_port, wait_until
 
 MAPPING = """
 mappings:

@@ -28,7 +28,7 @@ from tests.services import (
     PostgresCluster,
     free_port,
     parse_map_json,
-    wait_for,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -144,7 +144,7 @@ def test_persistent_unacknowledged_message_survives_broker_kill_and_restart(
     consumer.connection.ack(frame.headers["ack"])
     consumer.close()
     queue_name = destination.removeprefix("/queue/")
-    wait_for(
+    wait_until(
         lambda: _broker.queue_stats(queue_name)["size"] == 0,
         timeout_s=10,
         what="the acknowledged message to leave the queue",
@@ -224,12 +224,12 @@ def test_message_groups_beyond_1024_stay_with_their_consumer(_broker: Broker) ->
     producer = Client(_broker)
     try:
         producer.send_many(destination, [grouped(f"g{i}") for i in range(groups)])
-        wait_for(lambda: received == groups, 30, what=f"{groups} messages")
+        wait_until(lambda: received == groups, 30, what=f"{groups} messages")
         # Shift the round-robin by one, so that a forgotten group would land on the other
         # consumer instead of on the same one by coincidence.
         producer.send_many(destination, [grouped("shift")])
         producer.send_many(destination, [grouped(f"g{i}") for i in range(groups)])
-        wait_for(lambda: received == 2 * groups + 1, 30, what=f"{2 * groups + 1} messages")
+        wait_until(lambda: received == 2 * groups + 1, 30, what=f"{2 * groups + 1} messages")
     finally:
         producer.close()
         for consumer in consumers:
@@ -341,6 +341,6 @@ def test_create_database_replaces_an_existing_one(_pg: PostgresCluster) -> None:
 
 
 def test_wait_for_returns_the_value_or_names_what_it_waited_for() -> None:
-    assert wait_for(lambda: 42, timeout_s=1) == 42
+    assert wait_until(lambda: 42, timeout_s=1) == 42
     with pytest.raises(AssertionError, match="the impossible"):
-        wait_for(lambda: False, timeout_s=0.2, what="the impossible")
+        wait_until(lambda: False, timeout_s=0.2, what="the impossible")

@@ -19,8 +19,8 @@ from syncd.broker.statistics import queue_statistics
 from syncd.commands.status import run_status
 from syncd.config import load_config
 from syncd.errors import ExitCode
-from tests.harness import Daemon, StompClient, wait_until, write_config
-from tests.services import Broker, PostgresCluster, free_port
+from tests.harness import Daemon, StompClient, write_config
+from tests.services import Broker, PostgresCluster, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
