@@ -365,13 +365,18 @@ class PostgresCluster:
                 f"{result.stdout}{result.stderr}\n{log_tail(root / 'postgres.log')}"
             )
 
-    def stop(self) -> None:
-        """Fast shutdown: open sessions are disconnected, committed data is kept."""
+    def stop(self, mode: str = "fast") -> None:
+        """Fast shutdown: open sessions are disconnected, committed data is kept.
+
+        ``mode="immediate"`` for a cluster about to be deleted: a fast shutdown waits for
+        every walsender to send its WAL, and a replication connection nobody reads any more
+        (a test's capture that was not closed) holds it for up to wal_sender_timeout.
+        """
         root = self._owned_root("stop")
         if not self._postmaster_pid():
             return
         result = _run_as_postgres(
-            [str(PG_BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(root / "data")],
+            [str(PG_BIN / "pg_ctl"), "stop", "-w", "-m", mode, "-D", str(root / "data")],
             cwd=root,
             timeout_s=90,
         )
@@ -416,7 +421,7 @@ class PostgresCluster:
         """Stop the cluster and delete its files (no-op for an external server)."""
         if self.root is None:
             return
-        self.stop()
+        self.stop("immediate")  # nothing of it is needed again: no checkpoint, no waiting
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _owned_root(self, action: str) -> Path:
