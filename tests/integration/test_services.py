@@ -8,20 +8,19 @@ that the PostgreSQL cluster is ready for logical decoding and survives stop and 
 
 from __future__ import annotations
 
-import queue
 import socket
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy
-import stomp
 
+from tests.harness import Received, StompClient
 from tests.services import (
     SYNCD_BROKER,
     Broker,
@@ -56,62 +55,8 @@ def _pg(_services_dir: Path) -> Iterator[PostgresCluster]:
     cluster.destroy()
 
 
-class Client:
-    """A plain STOMP 1.2 connection that collects the MESSAGE frames it receives."""
-
-    def __init__(
-        self,
-        broker: Broker,
-        on_message: Callable[[Client, Any], None] | None = None,
-        name: str = "client",
-    ) -> None:
-        self.name = name
-        self.frames: queue.Queue[Any] = queue.Queue()
-        self._on_message = on_message
-        self.connection = stomp.Connection12([(broker.host, broker.port)], heartbeats=(4000, 4000))
-        self.connection.set_listener("client", self)
-        self.connection.connect(wait=True)
-
-    def on_message(self, frame: Any) -> None:
-        if self._on_message is not None:
-            self._on_message(self, frame)
-        else:
-            self.frames.put(frame)
-
-    def send(self, destination: str, body: str, headers: dict[str, str] | None = None) -> None:
-        self.connection.send(
-            destination, body=body, headers={"persistent": "true", **(headers or {})}
-        )
-
-    def send_many(
-        self, destination: str, bodies_and_headers: list[tuple[str, dict[str, str]]]
-    ) -> None:
-        """Send in transactions of 500: KahaDB syncs once per commit, not once per message."""
-        for start in range(0, len(bodies_and_headers), 500):
-            transaction = self.connection.begin()
-            for body, headers in bodies_and_headers[start : start + 500]:
-                self.connection.send(
-                    destination,
-                    body=body,
-                    headers={"persistent": "true", **headers},
-                    transaction=transaction,
-                )
-            self.connection.commit(transaction)
-
-    def receive(self, timeout_s: float = 10) -> Any:
-        try:
-            return self.frames.get(timeout=timeout_s)
-        except queue.Empty:
-            raise AssertionError(f"no message within {timeout_s} s") from None
-
-    def close(self) -> None:
-        """Disconnect once the broker has processed every frame sent before.
-
-        stomp.py only waits for the DISCONNECT receipt when given one; without it a
-        consumer started next may race the broker still storing this producer's messages.
-        """
-        if self.connection.is_connected():
-            self.connection.disconnect(receipt=f"bye-{uuid.uuid4().hex}")
+def client(broker: Broker, **kwargs: Any) -> StompClient:
+    return StompClient(broker.port, broker.host, heartbeats=(4000, 4000), **kwargs)
 
 
 def unique_queue(purpose: str) -> str:
@@ -125,23 +70,23 @@ def test_persistent_unacknowledged_message_survives_broker_kill_and_restart(
     _broker: Broker,
 ) -> None:
     destination = unique_queue("survives-kill")
-    producer = Client(_broker)
-    producer.send(destination, "change-1", {"JMSXGroupID": "customers:7"})
+    producer = client(_broker)
+    producer.send(destination, "change-1", JMSXGroupID="customers:7")
     producer.close()
-    consumer = Client(_broker)
-    consumer.connection.subscribe(destination, id="1", ack="client-individual")
-    assert consumer.receive().body == "change-1"  # delivered but never acknowledged
+    consumer = client(_broker)
+    consumer.subscribe(destination, id="1", ack="client-individual")
+    assert consumer.receive().body == b"change-1"  # delivered but never acknowledged
 
     _broker.kill()
     assert not _broker.is_running()
     consumer.close()
     _broker.restart()
 
-    consumer = Client(_broker)
-    consumer.connection.subscribe(destination, id="1", ack="client-individual")
+    consumer = client(_broker)
+    consumer.subscribe(destination, id="1", ack="client-individual")
     frame = consumer.receive()
-    assert frame.body == "change-1"
-    consumer.connection.ack(frame.headers["ack"])
+    assert frame.body == b"change-1"
+    consumer.ack(frame)
     consumer.close()
     queue_name = destination.removeprefix("/queue/")
     wait_until(
@@ -155,20 +100,20 @@ def test_statistics_plugin_answers_with_json(_broker: Broker) -> None:
     # The jms-map-json transformation only works if xstream and jettison are on the
     # broker's class path; without them the broker sends no reply at all.
     destination = unique_queue("stats")
-    client = Client(_broker)
-    client.send(destination, "one")
-    client.send(destination, "two")
+    stats_client = client(_broker)
+    stats_client.send(destination, "one")
+    stats_client.send(destination, "two")
     reply_to = "/temp-queue/stats"
-    client.connection.subscribe(
+    stats_client.subscribe(
         reply_to, id="stats", ack="auto", headers={"transformation": "jms-map-json"}
     )
-    client.connection.send(
+    stats_client.conn.send(
         f"/queue/ActiveMQ.Statistics.Destination.{destination.removeprefix('/queue/')}",
         body="",
         headers={"reply-to": reply_to},
     )
-    frame = client.receive()
-    client.close()
+    frame = stats_client.receive()
+    stats_client.close()
 
     stats = parse_map_json(frame.body)
     assert stats["destinationName"] == f"queue://{destination.removeprefix('/queue/')}"
@@ -180,17 +125,17 @@ def test_statistics_plugin_answers_with_json(_broker: Broker) -> None:
 def test_two_thousand_message_groups_all_reach_one_consumer(_broker: Broker) -> None:
     destination = unique_queue("groups-one-consumer")
     count = 2000
-    producer = Client(_broker)
+    producer = client(_broker)
     producer.send_many(destination, [(str(i), {"JMSXGroupID": f"g{i}"}) for i in range(count)])
     producer.close()
 
-    consumer = Client(_broker)
-    consumer.connection.subscribe(destination, id="1", ack="client-individual")
+    consumer = client(_broker)
+    consumer.subscribe(destination, id="1", ack="client-individual")
     received = set()
     for _ in range(count):
         frame = consumer.receive()
-        received.add(frame.body)
-        consumer.connection.ack(frame.headers["ack"])
+        received.add(frame.body.decode())
+        consumer.ack(frame)
     consumer.close()
     assert received == {str(i) for i in range(count)}
 
@@ -205,12 +150,12 @@ def test_message_groups_beyond_1024_stay_with_their_consumer(_broker: Broker) ->
     received = 0
     lock = threading.Lock()
 
-    def record_and_ack(client: Client, frame: Any) -> None:
+    def record_and_ack(client: StompClient, frame: Received) -> None:
         nonlocal received
         with lock:
             owners.setdefault(frame.headers["test-group"], set()).add(client.name)
             received += 1
-        client.connection.ack(frame.headers["ack"])
+        client.ack(frame)
 
     def grouped(group: str) -> tuple[str, dict[str, str]]:
         # ActiveMQ does not echo JMSXGroupID to STOMP consumers; test-group carries it.
@@ -218,10 +163,10 @@ def test_message_groups_beyond_1024_stay_with_their_consumer(_broker: Broker) ->
 
     consumers = []
     for name in ("first", "second"):
-        consumer = Client(_broker, on_message=record_and_ack, name=name)
-        consumer.connection.subscribe(destination, id="1", ack="client-individual")
+        consumer = client(_broker, on_message=record_and_ack, name=name)
+        consumer.subscribe(destination, id="1", ack="client-individual")
         consumers.append(consumer)
-    producer = Client(_broker)
+    producer = client(_broker)
     try:
         producer.send_many(destination, [grouped(f"g{i}") for i in range(groups)])
         wait_until(lambda: received == groups, 30, what=f"{groups} messages")
@@ -249,19 +194,17 @@ def test_batching_consumer_drains_5000_messages_without_paging_stall(
     # ~30 s per page (holding 100 does not). syncd holds up to two 500-message batches.
     destination = unique_queue("paging")
     count = 5000
-    producer = Client(_broker)
+    producer = client(_broker)
     producer.send_many(destination, [(str(i), {}) for i in range(count)])
     producer.close()
 
-    consumer = Client(_broker)
-    consumer.connection.subscribe(
-        destination, id="1", ack="client", headers={"activemq.prefetchSize": "2000"}
-    )
+    consumer = client(_broker)
+    consumer.subscribe(destination, id="1", ack="client", headers={"activemq.prefetchSize": "2000"})
     started = time.monotonic()
     for received in range(1, count + 1):
         frame = consumer.receive(timeout_s=15)
         if received % ack_every == 0:
-            consumer.connection.ack(frame.headers["ack"])  # cumulative in ack mode "client"
+            consumer.ack(frame)  # cumulative in ack mode "client"
     elapsed = time.monotonic() - started
     consumer.close()
     assert elapsed < 10, f"draining {count} messages took {elapsed:.1f} s"
