@@ -11,7 +11,7 @@ import pytest
 from syncd.broker import Message
 from syncd.config import DEFAULTS, ApplyConfig
 from syncd.deadletter.letters import ErrorClass
-from syncd.pipeline import loop as consumer
+from syncd.pipeline import loop
 from syncd.pipeline.loop import WHOLE_MESSAGE, ApplyLoop, _Pending
 
 EVENT = {"op": "c", "after": {"id": 1}, "source": {"name": "crm", "table": "t", "seq": 1}}
@@ -51,7 +51,7 @@ def test_an_unforeseen_decoding_error_dead_letters_the_message(
     def broken(*_args: Any) -> list[Any]:
         raise IndexError("deep inside")
 
-    monkeypatch.setattr(consumer, "decode_body", broken)
+    monkeypatch.setattr(loop, "decode_body", broken)
     item = _Pending(_message(EVENT))
     assert _loop()._decode_and_route(item) == []
     assert item.failures[WHOLE_MESSAGE].error_class is ErrorClass.DECODE
