@@ -107,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON document for scripts (its shape is described in syncd/status.py)",
+        help="print one JSON document for scripts "
+        "(its shape is described in syncd/commands/status.py)",
     )
 
 

@@ -316,7 +316,7 @@ def _host_port(text: str) -> tuple[str, int] | None:
 
 
 # --- value rules --------------------------------------------------------------------------------
-# The settings' own rules; the shared ones (numbers, text, queues, URLs) are config_reader's.
+# The settings' own rules; the shared ones (numbers, text, queues, URLs) are config.reader's.
 
 
 def _log_format(value: object, from_env: bool) -> str:
