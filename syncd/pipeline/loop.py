@@ -312,8 +312,11 @@ class ApplyLoop:
             attempts=deaths,
         )
         item = _Pending(message, failures={WHOLE_MESSAGE: reason})
-        self._settle([item])
-        self._ledger.end([message.message_id])
+        # Forgotten only once its dead letter landed: a settle lost with the connection
+        # redelivers the message, and its deaths must still count then, or it is processed
+        # (and kills the daemon) again.
+        if self._settle([item]):
+            self._ledger.end([message.message_id])
 
     def _apply_and_settle(self, pending: list[_Pending], policy: RetryPolicy) -> None:
         started = time.perf_counter()
@@ -379,11 +382,12 @@ class ApplyLoop:
                 item.failures[index] = Reason(ErrorClass.MAPPING, _unexpected(exc))
         return changes
 
-    def _settle(self, pending: list[_Pending]) -> None:
+    def _settle(self, pending: list[_Pending]) -> bool:
         """The one place where every message of the batch ends: acknowledged, dead letters sent.
 
         Acks are cumulative per subscription, so acknowledging the newest message of each
         destination settles the batch; its dead letters go in the same broker transaction.
+        False if the connection was lost first: the broker redelivers the batch.
         """
         letters: list[Outgoing] = []
         newest: dict[str, Message] = {}
@@ -403,6 +407,8 @@ class ApplyLoop:
                 log.warning("dead-lettered", extra={"context": context})
         if not self._broker.settle(list(newest.values()), letters):
             log.warning("connection lost before acknowledging %d messages", len(pending))
+            return False
+        return True
 
     def _dead_letter(self, item: _Pending, index: int, reason: Reason) -> Outgoing:
         queue = self._dead_letter_queue

@@ -245,6 +245,24 @@ def test_a_message_redelivered_after_deaths_is_dead_lettered_as_a_crash_loop(rig
     assert rig.ledger.starts([poison]) == {}
 
 
+def test_a_crash_loop_dead_letter_lost_with_the_connection_still_counts_its_deaths(
+    rig: Rig,
+) -> None:
+    # The dead letter's settle dies with the connection: the poison is redelivered, and its
+    # recorded deaths must still be there, or the next delivery processes it (and dies) again.
+    poison = rig.broker.publish(QUEUE, body(event(1, 1)), {"redelivered": "true"})
+    rig.ledger.begin([poison])
+    rig.ledger.begin([poison])
+    rig.broker.publish(QUEUE, body(event(2, 2)))
+    rig.broker.fail_settles = 1
+    rig.drain()
+    assert rig.rows() == {2: ("x", 1)}  # the poison was never processed
+    (letter,) = rig.dead_letters()
+    assert letter.headers["syncd-error-class"] == "crash-loop"
+    assert [len(letters) for letters in rig.broker.attempted if letters] == [1, 1]
+    assert rig.ledger.starts([poison]) == {}  # forgotten once its dead letter landed
+
+
 class _Died(BaseException):
     """Stands for the process dying (a segfault, the OOM killer) while it decodes a body."""
 
