@@ -32,8 +32,8 @@ from bench.daemon_phases import cpu_seconds
 from bench.target import dsn
 from syncd.broker.statistics import queue_statistics
 from syncd.config import BrokerConfig, load_config
-from tests.harness import Daemon, StompClient, syncd, wait_until
-from tests.services import PostgresCluster
+from tests.harness import Daemon, StompClient, syncd
+from tests.services import PostgresCluster, wait_until
 
 CHANGES_PER_TX = 100
 POLL_INTERVAL_S = 0.1  # each poll is one statistics query (a STOMP connection of its own)

@@ -26,8 +26,8 @@ import sqlalchemy as sa
 
 from bench.daemon_phases import peak_rss_mib
 from bench.run import services
-from tests.harness import Daemon, syncd, wait_until
-from tests.services import Broker, PostgresCluster
+from tests.harness import Daemon, syncd
+from tests.services import Broker, PostgresCluster, wait_until
 
 _runs = itertools.count(1)
 

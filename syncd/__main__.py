@@ -2,7 +2,7 @@
 
 import sys
 
-from syncd.cli import main
+from syncd.commands.cli import main
 
 if __name__ == "__main__":  # importing the module (as tools that walk the package do) runs nothing
     sys.exit(main())

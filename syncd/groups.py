@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from syncd.apply.plan import key_text
+from syncd.change import key_text
 from syncd.errors import MappingApplyError, NoMappingError
 
 if TYPE_CHECKING:

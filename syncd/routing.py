@@ -6,8 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from syncd.apply.evolve import NewColumn
-from syncd.apply.plan import TABLE_KEY, Change, key_text
+from syncd.change import TABLE_KEY, Change, NewColumn, key_text
 from syncd.errors import MappingApplyError, NoMappingError
 from syncd.events import ChangeEvent
 from syncd.mapping import Mapping
@@ -63,21 +62,21 @@ class Router:
             )
         return found
 
-    def changes_for(self, event: ChangeEvent, ref: Any = None) -> list[Change]:
+    def changes_for(self, event: ChangeEvent) -> list[Change]:
         """Every change the event makes, across its mappings (in the order of the mappings)."""
         changes: list[Change] = []
         for mapping in self.mappings_for(event):
-            changes += self.changes_of(mapping, event, ref)
+            changes += self.changes_of(mapping, event)
         return changes
 
-    def changes_of(self, mapping: Mapping, event: ChangeEvent, ref: Any = None) -> list[Change]:
+    def changes_of(self, mapping: Mapping, event: ChangeEvent) -> list[Change]:
         """The changes the event makes through one of its mappings.
 
         An update that changes the key also deletes the row under the old key, at the same
         position, so the old row does not linger in the target.
         """
         if event.op == "t":
-            return [self._truncate(mapping, event, ref)]
+            return [self._truncate(mapping, event)]
         row = event.before if event.is_delete else event.after
         assert row is not None  # decode_event guarantees the row an op needs
         # A row the filter keeps out leaves the target as a delete would (per on_delete): it
@@ -89,10 +88,10 @@ class Router:
             # dead-letters the event whether the filter lets the row in or not.
             mapping.target_row(row, event)
         if not _changes_key(mapping, event):
-            return [self._change(mapping, event, row, delete, ref)]
+            return [self._change(mapping, event, row, delete)]
         assert event.before is not None
-        moved = self._change(mapping, event, event.before, True, ref)
-        change = self._change(mapping, event, row, delete, ref)
+        moved = self._change(mapping, event, event.before, True)
+        change = self._change(mapping, event, row, delete)
         change.moved_from = moved  # columns the event lacks come from the old row
         return [moved, change]
 
@@ -108,11 +107,11 @@ class Router:
         return cached[1]
 
     @staticmethod
-    def _truncate(mapping: Mapping, event: ChangeEvent, ref: Any) -> Change:
-        return Change(mapping, TABLE_KEY, {}, event.position, True, None, event, ref)
+    def _truncate(mapping: Mapping, event: ChangeEvent) -> Change:
+        return Change(mapping, TABLE_KEY, {}, event.position, True, None, event)
 
     def _change(
-        self, mapping: Mapping, event: ChangeEvent, row: dict[str, Any], delete: bool, ref: Any
+        self, mapping: Mapping, event: ChangeEvent, row: dict[str, Any], delete: bool
     ) -> Change:
         key = key_text(mapping.key_of(row))
         target_row = mapping.key_row(row) if delete else mapping.target_row(row, event)
@@ -139,7 +138,6 @@ class Router:
             delete=delete,
             row=None if delete else target_row,
             event=event,
-            ref=ref,
             unavailable=unavailable,
             new_columns=new_columns,
         )

@@ -23,7 +23,7 @@ from tests.services import (
     ServerCertificate,
     free_port,
     log_tail,
-    wait_for,
+    wait_until,
 )
 
 # Distinctive secrets. Each starts with a mark that the leak test greps every output for: the
@@ -190,7 +190,7 @@ class TlsMariaDB:
             return
         pid = int(pid_file.read_text().strip())
         os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, what="the TLS MariaDB to stop")
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), 60, what="the TLS MariaDB to stop")
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -234,7 +234,7 @@ def start_tls_mariadb(certificate: ServerCertificate) -> TlsMariaDB:
         return "ready for connections" in _text(directory / "error.log")
 
     try:
-        wait_for(ready, 60, what="the TLS MariaDB to accept connections")
+        wait_until(ready, 60, what="the TLS MariaDB to accept connections")
     except AssertionError as error:
         raise RuntimeError(f"{error}\n{log_tail(directory / 'error.log')}") from None
     return server

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -110,20 +111,38 @@ class Received:
 
 
 class StompClient:
-    """A plain stomp.py client, as any outside publisher or operator would use."""
+    """A plain stomp.py client, as any outside publisher, consumer or operator would use: the
+    one STOMP client of the tests.
 
-    def __init__(self, port: int):
-        self.conn = stomp.Connection12([("127.0.0.1", port)], auto_decode=False)
+    What its subscriptions deliver is collected (``messages``), taken one by one
+    (``receive``) or per destination (``drain``); ``on_message(client, message)`` instead
+    hands each to the test as it arrives (to ack it, say).
+    """
+
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        heartbeats: tuple[int, int] = (0, 0),
+        on_message: Callable[[StompClient, Received], None] | None = None,
+        name: str = "client",
+    ):
+        self.name = name
+        self.conn = stomp.Connection12([(host, port)], heartbeats=heartbeats, auto_decode=False)
         self._received: list[Received] = []
-        self._lock = threading.Lock()
-        self._arrived = threading.Event()
+        self._changed = threading.Condition()
+        self._on_message = on_message
         client = self
 
         class Listener(stomp.ConnectionListener):  # type: ignore[misc]
             def on_message(self, frame: Any) -> None:
-                with client._lock:
-                    client._received.append(Received(dict(frame.headers), frame.body))
-                client._arrived.set()
+                message = Received(dict(frame.headers), frame.body)
+                if client._on_message is not None:
+                    client._on_message(client, message)
+                    return
+                with client._changed:
+                    client._received.append(message)
+                    client._changed.notify_all()
 
         self.conn.set_listener("test", Listener())
         self.conn.connect(wait=True)
@@ -142,6 +161,21 @@ class StompClient:
         if receipt:
             self.flush()
 
+    def send_many(
+        self, destination: str, bodies_and_headers: list[tuple[str, dict[str, str]]]
+    ) -> None:
+        """Send in transactions of 500: KahaDB syncs once per commit, not once per message."""
+        for start in range(0, len(bodies_and_headers), 500):
+            transaction = self.conn.begin()
+            for body, headers in bodies_and_headers[start : start + 500]:
+                self.conn.send(
+                    destination,
+                    body=body.encode(),
+                    headers={"persistent": "true", **headers},
+                    transaction=transaction,
+                )
+            self.conn.commit(transaction)
+
     def flush(self) -> None:
         """Wait until the broker has processed everything sent so far (a receipt)."""
         done = threading.Event()
@@ -158,6 +192,38 @@ class StompClient:
         assert done.wait(30), "the broker did not confirm the sends"
         self.conn.remove_listener("flush")
 
+    def subscribe(
+        self, destination: str, id: str, ack: str = "auto", headers: dict[str, str] | None = None
+    ) -> None:
+        self.conn.subscribe(destination, id=id, ack=ack, headers=headers or {})
+
+    def ack(self, message: Received) -> None:
+        self.conn.ack(message.headers["ack"])
+
+    @property
+    def messages(self) -> list[Received]:
+        """What has arrived and was not taken yet, oldest first (nothing is taken)."""
+        with self._changed:
+            return list(self._received)
+
+    def receive(self, timeout_s: float = 10) -> Received:
+        """Take the oldest message that arrived, waiting up to ``timeout_s`` for one."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: bool(self._received), timeout_s):
+                raise AssertionError(f"no message within {timeout_s} s")
+            return self._received.pop(0)
+
+    def settled(
+        self, expected_count: int, timeout_s: float = 30, quiet_s: float = 1.5
+    ) -> list[Received]:
+        """The messages once ``expected_count`` arrived (or time ran out) and then none more
+        for ``quiet_s``: a duplicate or an extra one has its chance to show up."""
+        with self._changed:
+            self._changed.wait_for(lambda: len(self._received) >= expected_count, timeout_s)
+            while self._changed.wait(quiet_s):
+                pass  # another one came: wait for quiet again
+            return list(self._received)
+
     def drain(self, destination: str, idle_s: float = 1.5) -> list[Received]:
         """Every message on ``destination`` now (consumed), waiting ``idle_s`` for stragglers.
 
@@ -166,13 +232,12 @@ class StompClient:
         broker counts it as consumed).
         """
         sub = f"drain-{time.monotonic_ns()}"
-        self.conn.subscribe(destination, id=sub, ack="auto")
-        while True:
-            self._arrived.clear()
-            if not self._arrived.wait(idle_s):
-                break
+        with self._changed:
+            self.conn.subscribe(destination, id=sub, ack="auto")
+            while self._changed.wait(idle_s):
+                pass  # one came: wait for stragglers
         self.conn.unsubscribe(sub)
-        with self._lock:
+        with self._changed:
             taken = [r for r in self._received if r.headers.get("destination") == destination]
             self._received = [
                 r for r in self._received if r.headers.get("destination") != destination
@@ -180,15 +245,9 @@ class StompClient:
         return taken
 
     def close(self) -> None:
-        self.conn.disconnect()
-
-
-def wait_until(
-    check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        """Disconnect once the broker has processed every frame sent before (a receipt; a
+        consumer started next could otherwise race the broker still storing these). A broker
+        that is gone already leaves nothing to clean up."""
+        with contextlib.suppress(Exception):
+            if self.conn.is_connected():
+                self.conn.disconnect(receipt=f"bye-{time.monotonic_ns()}")

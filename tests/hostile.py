@@ -27,9 +27,10 @@ from sqlalchemy.dialects import mysql, postgresql
 from syncd import jsonvalue
 from syncd.apply import dialect as dialect_module
 from syncd.apply import postgresql as pg_applier
-from syncd.apply.plan import Change, plan_batch
+from syncd.apply.plan import plan_batch
 from syncd.broker import Message
-from syncd.deadletter import ErrorClass, Reason, dead_letter
+from syncd.change import Change
+from syncd.deadletter.letters import ErrorClass, Reason, dead_letter
 from syncd.errors import DecodeError, MappingApplyError, NoMappingError
 from syncd.events import BadEvent, ChangeEvent, decode_body
 from syncd.mapping import ColumnMap, Mapping, OnDelete

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.database_tls import SECRET_MARKS, SOURCE_PASSWORD, TARGET_PASSWORD
-from tests.harness import Daemon, syncd, wait_until
-from tests.services import free_port
+from tests.harness import Daemon, syncd
+from tests.services import free_port, wait_until
 
 BROKER_MARK = "S3cr3t-mq-Xk7"
 BROKER_PASSWORD = BROKER_MARK + "!q/r@s"  # the dev broker takes any login: it is still sent

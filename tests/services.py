@@ -62,17 +62,19 @@ def free_port() -> int:
         return port
 
 
-def wait_for(
-    predicate: Callable[[], T], timeout_s: float, interval_s: float = 0.05, what: str = "condition"
+def wait_until(
+    check: Callable[[], T], timeout_s: float, what: str = "condition", interval_s: float = 0.1
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy, and return that.
+    """Poll ``check`` until it returns something truthy, and return that: the one wait of the
+    tests (never sleep-then-assert).
 
     Raises AssertionError naming ``what`` when ``timeout_s`` passes first, so a test that
-    waits reads as the behaviour it expects ("the row to appear").
+    waits reads as the behaviour it expects ("the row to appear"). ``check`` is asked once
+    more at the deadline: a slow machine that got there late still gets its answer.
     """
     deadline = time.monotonic() + timeout_s
     while True:
-        result = predicate()
+        result = check()
         if result:
             return result
         if time.monotonic() >= deadline:
@@ -279,7 +281,7 @@ class BrokerPair:
 
     def master(self, timeout_s: float = 60) -> Broker:
         """The broker that serves (waiting for a standby to take over, if it must)."""
-        serving = wait_for(
+        serving = wait_until(
             lambda: next((b for b in self.brokers if b.is_running() and b.serving()), None),
             timeout_s,
             interval_s=0.2,
@@ -298,7 +300,7 @@ class BrokerPair:
         old = self.master()
         new = next(b for b in self.brokers if b is not old)
         old.kill()
-        wait_for(new.serving, timeout_s, interval_s=0.1, what=f"the standby {new.url} to serve")
+        wait_until(new.serving, timeout_s, interval_s=0.1, what=f"the standby {new.url} to serve")
         old.start_again()
         return new
 
@@ -449,13 +451,18 @@ class PostgresCluster:
                 f"{result.stdout}{result.stderr}\n{log_tail(root / 'postgres.log')}"
             )
 
-    def stop(self) -> None:
-        """Fast shutdown: open sessions are disconnected, committed data is kept."""
+    def stop(self, mode: str = "fast") -> None:
+        """Fast shutdown: open sessions are disconnected, committed data is kept.
+
+        ``mode="immediate"`` for a cluster about to be deleted: a fast shutdown waits for
+        every walsender to send its WAL, and a replication connection nobody reads any more
+        (a test's capture that was not closed) holds it for up to wal_sender_timeout.
+        """
         root = self._owned_root("stop")
         if not self._postmaster_pid():
             return
         result = _run_as_postgres(
-            [str(PG_BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(root / "data")],
+            [str(PG_BIN / "pg_ctl"), "stop", "-w", "-m", mode, "-D", str(root / "data")],
             cwd=root,
             timeout_s=90,
         )
@@ -477,7 +484,7 @@ class PostgresCluster:
             return
         children = _child_pids(pid)
         os.kill(pid, signal.SIGKILL)
-        wait_for(
+        wait_until(
             lambda: not any(_pid_alive(p) for p in (pid, *children)),
             timeout_s=30,
             what=f"PostgreSQL's postmaster {pid} and its backends to exit after SIGKILL",
@@ -487,7 +494,7 @@ class PostgresCluster:
         # VM; never, in a container whose init does not reap). Once it is dead for sure,
         # its lock file is stale.
         try:
-            wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=5)
+            wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=5)
         except AssertionError:
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
 
@@ -500,7 +507,7 @@ class PostgresCluster:
         """Stop the cluster and delete its files (no-op for an external server)."""
         if self.root is None:
             return
-        self.stop()
+        self.stop("immediate")  # nothing of it is needed again: no checkpoint, no waiting
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _owned_root(self, action: str) -> Path:

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Protocol
 
-from syncd.apply.plan import Change, Verdict
-from syncd.drivers import DRIVERS, driver_installed
+from syncd.apply.plan import Verdict
+from syncd.change import Change
+from syncd.config.drivers import DRIVERS, driver_installed
 from syncd.errors import PermanentApplyError
 
 # The SQLAlchemy backends syncd applies to, each by the module of syncd.apply that speaks it.

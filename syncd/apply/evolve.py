@@ -25,34 +25,19 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from syncd.change import NewColumn
 from syncd.errors import PermanentApplyError
-from syncd.schema.types import NoSafeType, json_type, target_type
+from syncd.schema.types import NoSafeType
 
 if TYPE_CHECKING:
-    from syncd.apply.plan import Change
+    from syncd.change import Change
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class NewColumn:
-    """A column a change carries that its target table lacked when it was routed."""
-
-    source_type: str | None  # as the source declares it (source.types), None if not said
-    source_dialect: str  # whose words source_type is: postgresql | sqlite | mysql
-    value: Any  # the change's value: the type to go by when the source declares none
-
-    def target_type(self, target_dialect: str) -> str:
-        """The column's DDL type on the target; NoSafeType if none holds the source's."""
-        if self.source_type:
-            return target_type(self.source_type, self.source_dialect, target_dialect)
-        return json_type(self.value, target_dialect)
 
 
 class SchemaChanges:

@@ -17,20 +17,40 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypeVar
 
 import tenacity
 
 from syncd.apply import Applier
-from syncd.apply.plan import Change, Verdict
+from syncd.apply.plan import Verdict
 from syncd.backoff import backoff
+from syncd.change import Change
 from syncd.config import RetryConfig
-from syncd.deadletter import ErrorClass, Reason
 from syncd.errors import PermanentApplyError, SyncdError, TargetOutage, TargetUnavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class GaveUp(StrEnum):
+    """Why applying gave up on a change."""
+
+    REJECTED = "rejected"  # the target rejected it for good
+    RETRIES_EXHAUSTED = "retries-exhausted"  # a transient failure that did not pass in time
+
+
+@dataclass(frozen=True, slots=True)
+class Unapplied:
+    """The outcome of a change that cannot be applied: why, and the change it blames."""
+
+    why: GaveUp
+    text: str
+    mapping: str | None = None
+    key: str | None = None
+    attempts: int | None = None  # how often applying it was tried
 
 
 class Interrupted(SyncdError):
@@ -121,19 +141,22 @@ class RetryPolicy:
 
 def apply_isolating(
     applier: Applier, changes: Sequence[Change], policy: RetryPolicy
-) -> list[Verdict | Reason]:
-    """Apply ``changes``; a verdict for each that committed, a ``Reason`` for each that cannot."""
+) -> list[Verdict | Unapplied]:
+    """Apply ``changes``: a verdict for each that committed, ``Unapplied`` for each that
+    cannot (the pipeline turns those into dead letters)."""
 
-    def attempt(part: Sequence[Change], policy: RetryPolicy, tries: int) -> list[Verdict | Reason]:
+    def attempt(
+        part: Sequence[Change], policy: RetryPolicy, tries: int
+    ) -> list[Verdict | Unapplied]:
         """``tries``: how often these changes were already tried as part of a larger batch."""
         try:
-            return list[Verdict | Reason](policy.call(lambda: applier.apply_batch(part)))
+            return list[Verdict | Unapplied](policy.call(lambda: applier.apply_batch(part)))
         except PermanentApplyError as exc:
             tries += 1
-            failure = Reason(ErrorClass.REJECTED, str(exc), attempts=tries)
+            failure = Unapplied(GaveUp.REJECTED, str(exc), attempts=tries)
         except RetriesExhausted as exc:
             tries += exc.attempts
-            failure = Reason(ErrorClass.RETRIES_EXHAUSTED, str(exc), attempts=tries)
+            failure = Unapplied(GaveUp.RETRIES_EXHAUSTED, str(exc), attempts=tries)
             policy = policy.single_attempt()
         if len(part) == 1:
             return [blame(part[0], failure)]
@@ -143,12 +166,12 @@ def apply_isolating(
     return attempt(changes, policy, 0) if changes else []
 
 
-def blame(change: Change, failure: Reason) -> Reason:
+def blame(change: Change, failure: Unapplied) -> Unapplied:
     """The failure, told about the one change that caused it."""
     mapping = change.mapping
     tries = f" (tried {failure.attempts} times)" if failure.attempts else ""
-    return Reason(
-        failure.error_class,
+    return Unapplied(
+        failure.why,
         f"mapping {mapping.name} ({mapping.target_database}.{mapping.target_table}) "
         f"key {change.key}: {failure.text}{tries}",
         mapping.name,

@@ -1,6 +1,6 @@
 """One target transaction that takes a large source transaction's changes piece by piece.
 
-A source transaction of many parts (``syncd.transactions``) is applied part by part — each
+A source transaction of many parts (``syncd.pipeline.transactions``) is applied part by part — each
 part decoded, applied and let go before the next is decoded — inside one database
 transaction per target database, committed once every part is in: memory holds one part's
 changes, not the transaction's. The statement deadline (``apply.timeout_s``) applies to each
@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.apply.plan import Change, Verdict
+from syncd.apply.plan import Verdict
+from syncd.change import Change
 
 
 class Stream:

@@ -1,23 +1,32 @@
 """The daemon's STOMP connection to ActiveMQ: subscribe, receive, settle, send confirmed.
 
-stomp.py (imported only under ``syncd/broker/``) runs listener callbacks on its single
-receiver thread, which also answers heart-beats: the callbacks here only hand frames over (a
-queue, an event) and never do work, so a slow batch cannot make the broker think the daemon is
-dead. stomp.py does not reconnect after a drop and
-``connect(wait=True)`` never times out, so connecting — host by host, in order, each with a
-deadline — is ``connection.connect_first``'s, and reconnecting is the caller's loop's job
-(``connected`` tells it).
+One thread owns the connection (dramatiq's ConsumerThread): every frame syncd writes —
+CONNECT, SUBSCRIBE, ACK, BEGIN, SEND, COMMIT, DISCONNECT — goes out from the owner thread,
+which takes commands from a queue and hands each caller its result. The apply loop, its
+decode-ahead helper, a reload and the metrics thread may all ask at once; their commands
+run one after another, in order. The state they read (connected, the generation, the
+subscriptions) is shared under a lock.
+
+stomp.py (imported only under ``syncd/broker/``) reads frames on its own receiver thread,
+which also answers heart-beats: the listener callbacks here only hand frames over (the inbox,
+a receipt event) and never do work, so a slow batch cannot make the broker think the daemon
+is dead. stomp.py does not reconnect after a drop and ``connect(wait=True)`` never times
+out, so connecting — host by host, in order, each with a deadline — is
+``connection.connect_first``'s, and reconnecting is the caller's loop's job (``connected``
+tells it).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from syncd.broker import Message, Outgoing
 from syncd.broker.connection import STOMP_ERRORS, Listener, connect_first, quietly_disconnect
@@ -27,20 +36,22 @@ from syncd.errors import BrokerRefused, BrokerUnavailable
 log = logging.getLogger(__name__)
 
 CAUSE_GRACE_S = 2.0  # how long a refused commit waits for the ERROR that says why
+T = TypeVar("T")
 
 
 class _Listener(Listener):
     """Runs on stomp.py's receiver thread: hand over, never block."""
 
-    def __init__(self, broker: StompBroker, generation: int):
+    def __init__(self, broker: StompBroker, inbox: _Inbox, generation: int):
         super().__init__()
         self._broker = broker
+        self._inbox = inbox
         self._generation = generation
 
     def on_message(self, frame: Any) -> None:
         headers = frame.headers  # a dict of this frame's own, not shared
         body = frame.body if isinstance(frame.body, bytes) else frame.body.encode()
-        self._broker._inbox.put(
+        self._inbox.put(
             Message(
                 body=body,
                 headers=headers,
@@ -95,6 +106,53 @@ class _Inbox:
                     return None
 
 
+class _Owner:
+    """The one thread that writes to a connection: runs commands from a queue, in order.
+
+    Started by the first command and stopped by :meth:`stop` (a closed broker keeps no
+    thread); a command after that starts it again. A command given on the owner thread
+    itself (one command calling another) runs at once.
+    """
+
+    def __init__(self, name: str):
+        self._name = name
+        self._commands: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # starting and stopping the thread
+
+    def run(self, command: Callable[[], T]) -> T:
+        """``command()`` on the owner thread; its result, or its exception raised here."""
+        if threading.current_thread() is self._thread:
+            return command()
+        future: Future[T] = Future()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+                self._thread.start()
+            self._commands.put((command, future))
+        return future.result()
+
+    def stop(self) -> None:
+        """Let the commands given so far run, then end the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._commands.put(None)
+        if thread is not threading.current_thread():
+            thread.join()
+
+    def _work(self) -> None:
+        while (item := self._commands.get()) is not None:
+            command, future = item
+            try:
+                future.set_result(command())
+            except BaseException as exc:  # the caller decides: it is raised in its thread
+                future.set_exception(exc)
+
+
 class StompBroker:
     """A STOMP 1.2 connection: subscribe, receive, cumulative ack, and transactional sends."""
 
@@ -105,95 +163,129 @@ class StompBroker:
         # Queues of whole source transactions: ActiveMQ's exclusive consumer, the others wait.
         self._exclusive = frozenset(exclusive)
         self._client_name = client_name
+        self._owner = _Owner(f"stomp-{client_name}")
+        # The owner thread's alone.
         self._conn: Any = None
         self._listener: _Listener | None = None
         self._where = ""  # host:port of the connection
+        self._subscription_count = 0
+        # Read by the apply loop, its decode-ahead helper, the metrics thread and stomp.py's
+        # receiver thread: under the lock.
+        self._lock = threading.Lock()
         self._generation = 0
         self._connected = False
         self._subscriptions: dict[str, str] = {}
-        self._subscription_count = 0
-        self._inbox = _Inbox()
         self._receipts: dict[str, threading.Event] = {}
         self._failed_receipts: set[str] = set()
-        self._lock = threading.Lock()
+        # One for the broker's life: what an older connection delivered is passed over.
+        self._inbox = _Inbox()
 
     # -- connection -----------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        with self._lock:
+            return self._connected
 
     @property
     def generation(self) -> int:
-        return self._generation
+        with self._lock:
+            return self._generation
 
     def connect(self) -> None:
         """Connect to the first host that answers, in the configured order, and resubscribe."""
-        self.close()
-        self._generation += 1
-        generation = self._generation
-        conn, listener, where = connect_first(
-            self._config, lambda: _Listener(self, generation), self._client_name
-        )
-        self._conn, self._listener, self._where = conn, listener, where
-        self._connected = True
-        log.info("connected to broker %s", where)
-        for destination in list(self._subscriptions):
-            self._subscribe(destination)
-
-    def _dropped(self, generation: int) -> None:
-        if generation == self._generation:
-            self._connected = False
-            with self._lock:
-                for event in self._receipts.values():
-                    event.set()  # wake waiters: their receipt will never come
+        self._owner.run(self._connect)
 
     def close(self) -> None:
         """Disconnect; undelivered and unacknowledged messages go back to the broker."""
+        self._owner.run(self._disconnect)
+        self._owner.stop()
+
+    def _connect(self) -> None:
+        self._disconnect()
+        generation = self.generation
+        conn, listener, where = connect_first(
+            self._config, lambda: _Listener(self, self._inbox, generation), self._client_name
+        )
+        self._conn, self._listener, self._where = conn, listener, where
+        with self._lock:
+            self._connected = True
+            subscriptions = list(self._subscriptions.items())
+        log.info("connected to broker %s", where)
+        for destination, subscription in subscriptions:
+            self._subscribe(destination, subscription)
+
+    def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
-        self._connected = False
-        self._generation += 1  # what is still in the inbox belongs to the old connection
+        with self._lock:
+            self._connected = False
+            self._generation += 1  # what the old connection delivered is passed over
         if conn is not None:
             quietly_disconnect(conn)
-        self._inbox = _Inbox()
+
+    def _lost(self) -> None:
+        """The connection failed under a command: the caller's loop reconnects."""
+        with self._lock:
+            self._connected = False
+
+    def _dropped(self, generation: int) -> None:
+        """stomp.py's receiver thread: the connection of ``generation`` ended."""
+        with self._lock:
+            if generation == self._generation:
+                self._connected = False
+                for event in self._receipts.values():
+                    event.set()  # wake waiters: their receipt will never come
 
     # -- consuming ------------------------------------------------------------------------
 
     def subscribe(self, destination: str) -> None:
         """Subscribe with cumulative client acks; remembered for reconnects."""
-        self._subscription_count += 1
-        self._subscriptions[destination] = f"sub-{self._subscription_count}"
-        if self._connected:
-            self._subscribe(destination)
+        self._owner.run(lambda: self._add_subscription(destination))
 
     def unsubscribe(self, destination: str) -> None:
         """Stop consuming ``destination``; what it delivered but we did not settle goes back."""
-        subscription = self._subscriptions.pop(destination, None)
-        if subscription is None or not self._connected:
+        self._owner.run(lambda: self._remove_subscription(destination))
+
+    @property
+    def destinations(self) -> list[str]:
+        with self._lock:
+            return list(self._subscriptions)
+
+    def subscribed(self, destination: str) -> bool:
+        with self._lock:
+            return destination in self._subscriptions
+
+    def _add_subscription(self, destination: str) -> None:
+        self._subscription_count += 1
+        subscription = f"sub-{self._subscription_count}"
+        with self._lock:
+            self._subscriptions[destination] = subscription
+            connected = self._connected
+        if connected:
+            self._subscribe(destination, subscription)
+
+    def _remove_subscription(self, destination: str) -> None:
+        with self._lock:
+            subscription = self._subscriptions.pop(destination, None)
+            connected = self._connected
+        if subscription is None or not connected:
             return
         try:
             self._conn.unsubscribe(id=subscription)
         except STOMP_ERRORS as exc:
-            self._connected = False
+            self._lost()
             raise BrokerUnavailable(f"cannot unsubscribe from {destination}: {exc}") from exc
 
-    @property
-    def destinations(self) -> list[str]:
-        return list(self._subscriptions)
-
-    def subscribed(self, destination: str) -> bool:
-        return destination in self._subscriptions
-
-    def _subscribe(self, destination: str) -> None:
+    def _subscribe(self, destination: str, subscription: str) -> None:
         try:
             self._conn.subscribe(
                 destination,
-                id=self._subscriptions[destination],
+                id=subscription,
                 ack="client",
                 headers=self._subscribe_headers(destination),
             )
         except STOMP_ERRORS as exc:
-            self._connected = False
+            self._lost()
             raise BrokerUnavailable(f"cannot subscribe to {destination}: {exc}") from exc
 
     def _subscribe_headers(self, destination: str) -> dict[str, str]:
@@ -205,13 +297,20 @@ class StompBroker:
     def receive(self, timeout_s: float) -> Message | None:
         """The next delivered message, waiting up to ``timeout_s``; None if none came.
 
-        Messages of a destination unsubscribed meanwhile are passed over, unacknowledged:
-        the broker takes them back.
+        Messages of an older connection, or of a destination unsubscribed meanwhile, are
+        passed over, unacknowledged: the broker takes them back.
         """
         deadline = time.monotonic() + timeout_s
         while True:
             message = self._inbox.get(max(0.0, deadline - time.monotonic()))
-            if message is None or message.destination in self._subscriptions:
+            if message is None:
+                return None
+            with self._lock:
+                current = (
+                    message.generation == self._generation
+                    and message.destination in self._subscriptions
+                )
+            if current:
                 return message
 
     def settle(self, last: Sequence[Message], dead_letters: Sequence[Outgoing]) -> bool:
@@ -223,8 +322,13 @@ class StompBroker:
         Returns False (nothing acknowledged) if the connection that delivered them is gone:
         the broker redelivers them, and positions make the repeat harmless.
         """
-        current = [m for m in last if m.generation == self._generation]
-        if len(current) != len(last) or not self._connected:
+        return self._owner.run(lambda: self._settle(last, dead_letters))
+
+    def _settle(self, last: Sequence[Message], dead_letters: Sequence[Outgoing]) -> bool:
+        with self._lock:
+            generation, connected = self._generation, self._connected
+        current = [m for m in last if m.generation == generation]
+        if len(current) != len(last) or not connected:
             return False
         try:
             if not dead_letters:
@@ -240,7 +344,7 @@ class StompBroker:
             return self._commit_or_give_up(transaction)
         except STOMP_ERRORS as exc:
             log.warning("settling failed, the broker will redeliver: %s", exc)
-            self._connected = False
+            self._lost()
             return False
 
     # -- sending --------------------------------------------------------------------------
@@ -254,7 +358,10 @@ class StompBroker:
         When this returns, every message is on the broker; when it raises ``BrokerUnavailable``,
         none of them is (an uncommitted transaction dies with its connection).
         """
-        if not self._connected:
+        self._owner.run(lambda: self._send_confirmed(messages))
+
+    def _send_confirmed(self, messages: Iterable[Outgoing]) -> None:
+        if not self.connected:
             raise BrokerUnavailable("not connected to the broker")
         transaction = uuid.uuid4().hex
         try:
@@ -263,7 +370,7 @@ class StompBroker:
                 self._send(message, transaction)
             committed = self._commit_or_give_up(transaction)
         except STOMP_ERRORS as exc:
-            self._connected = False
+            self._lost()
             raise BrokerUnavailable(f"sending failed: {exc}") from exc
         if not committed:
             listener = self._listener
@@ -298,9 +405,9 @@ class StompBroker:
         if self._commit(transaction):
             return True
         log.warning("the broker did not confirm a commit: reconnecting, it redelivers the rest")
-        conn, self._connected = self._conn, False
-        if conn is not None:
-            quietly_disconnect(conn)
+        self._lost()
+        if self._conn is not None:
+            quietly_disconnect(self._conn)
         return False
 
     def _commit(self, transaction: str) -> bool:
@@ -316,15 +423,17 @@ class StompBroker:
                 self._receipts.pop(receipt, None)
                 failed = receipt in self._failed_receipts
                 self._failed_receipts.discard(receipt)
-        return arrived and not failed and self._connected
+        return arrived and not failed and self.connected
 
     def _receipt_arrived(self, receipt: str) -> None:
+        """stomp.py's receiver thread: a RECEIPT."""
         with self._lock:
             event = self._receipts.get(receipt)
         if event is not None:
             event.set()
 
     def _receipt_failed(self, receipt: str | None) -> None:
+        """stomp.py's receiver thread: an ERROR that answers ``receipt``."""
         if receipt is None:
             return
         with self._lock:

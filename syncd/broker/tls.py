@@ -17,7 +17,7 @@ import socket
 import ssl
 from typing import Any
 
-from syncd.config_tls import TlsConfig
+from syncd.config.tls import TlsConfig
 
 _UNTRUSTED = (
     "the broker's certificate is not signed by a CA syncd trusts: broker.tls.ca_file (or, "

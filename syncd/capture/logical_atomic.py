@@ -1,7 +1,8 @@
 """Logical capture for ``transactions: atomic``: each source transaction as parts, streamed.
 
 :class:`AtomicLogicalCapture` reads the slot like :class:`~syncd.capture.logical.LogicalCapture`
-but hands out each source transaction as *parts* (``syncd.transactions``) while it reads it:
+but hands out each source transaction as *parts* (``syncd.pipeline.transactions``) while it
+reads it:
 a part holds at most ``PART_EVENTS`` events, so memory stays bounded however large the
 transaction. The runner sends every part of a stream in one STOMP transaction committed with
 a receipt — the broker makes the parts visible all at once, or none of them — and only then
@@ -25,10 +26,10 @@ import psycopg2.extras
 
 from syncd import jsonvalue
 from syncd.broker import Outgoing
+from syncd.broker.parts import PART_BYTES, PART_EVENTS, part_headers
 from syncd.capture import Captured, CapturedBatch
 from syncd.capture.logical import LogicalCapture
 from syncd.capture.logical import _Transaction as Transaction
-from syncd.transactions import PART_BYTES, PART_EVENTS, part_headers
 
 
 @dataclass(slots=True)

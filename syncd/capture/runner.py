@@ -14,7 +14,7 @@ What it does on failure, decided by class:
 - ``PublishError`` / ``BrokerUnavailable``: keep the batch in hand and publish it again after
   a backoff — never confirm events the broker has not confirmed.
 - ``CaptureError`` (the source is not prepared or refuses: a human must act): logged with the
-  source's name and raised, which stops the daemon (exit 2; see ``syncd.cli``).
+  source's name and raised, which stops the daemon (exit 2; see ``syncd.commands.cli``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from syncd.broker import Outgoing
 from syncd.capture import Capture, Captured, CapturedBatch, Streaming
 from syncd.capture.logical_atomic import PartStream, part_message, transaction_parts
 from syncd.config import Config, SourceConfig
-from syncd.consumer import Progress
 from syncd.errors import (
     BrokerRefused,
     BrokerUnavailable,
@@ -47,7 +46,8 @@ from syncd.errors import (
 )
 from syncd.groups import group_headers
 from syncd.publisher import Publisher
-from syncd.stats import Stats
+from syncd.telemetry.progress import Progress
+from syncd.telemetry.stats import Stats
 
 __all__ = ["CaptureRunner", "check_source", "open_capture", "publish_captured"]
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL
 
 from syncd.apply import dialect
 from syncd.apply.classify import Failure
-from syncd.config_reader import display_url
+from syncd.config.reader import display_url
 from syncd.errors import (
     CaptureError,
     PermanentApplyError,

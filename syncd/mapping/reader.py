@@ -11,12 +11,12 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
+from syncd.config.yamlfile import Node, did_you_mean, parse_yaml, unknown_key
 from syncd.errors import ConfigError, Problem
 from syncd.mapping.casts import CASTS
 from syncd.mapping.model import METADATA, ColumnMap, Mapping, OnDelete, SetColumn
 from syncd.mapping.transforms import TRANSFORMS
 from syncd.mapping.where import Where, WhereSyntaxError, parse_where
-from syncd.yamlfile import Node, did_you_mean, parse_yaml, unknown_key
 
 
 def load_mappings(directory: Path, databases: Collection[str]) -> list[Mapping]:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd.apply.plan import Change, Verdict
+from syncd.apply.plan import Verdict
 from syncd.apply.sql import SqlApplier
+from syncd.change import Change
 from syncd.errors import PermanentApplyError, TargetUnavailable
 from syncd.events import ChangeEvent
 from syncd.mapping import ColumnMap, Mapping, OnDelete
@@ -262,8 +263,8 @@ def test_positions_only_move_forward_even_against_a_concurrent_writer(applier: S
     with engine.begin() as conn:
         older = KeyAction("[1]", {"customer_id": 1}, position=5)
         newer = KeyAction("[1]", {"customer_id": 1}, position=11)
-        assert applier._advance_positions(conn, CUSTOMERS, [older]) == set()
-        assert applier._advance_positions(conn, CUSTOMERS, [newer]) == {"[1]"}
+        assert applier._positions.advance(conn, CUSTOMERS, [older]) == set()
+        assert applier._positions.advance(conn, CUSTOMERS, [newer]) == {"[1]"}
 
 
 def test_two_appliers_racing_on_the_same_keys_keep_each_keys_newest_row(

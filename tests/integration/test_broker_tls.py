@@ -26,10 +26,10 @@ import stomp
 from syncd.broker import Outgoing
 from syncd.broker.stomp import StompBroker
 from syncd.config import load_config
-from tests.harness import Daemon, syncd, wait_until
+from tests.harness import Daemon, syncd
 from tests.history import MAPPING, TABLE, Source, random_history
 from tests.secure_broker import PASSWORDS, SecureBroker
-from tests.services import PostgresCluster
+from tests.services import PostgresCluster, wait_until
 
 _runs = itertools.count(1)
 QUEUE = "/queue/syncd.crm"  # the only queue user crm may write

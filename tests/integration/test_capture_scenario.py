@@ -38,8 +38,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.harness import REPO, Daemon, StompClient, syncd, wait_until
-from tests.services import Broker, PostgresCluster
+from tests.harness import REPO, Daemon, StompClient, syncd
+from tests.services import Broker, PostgresCluster, wait_until
 
 pytestmark = pytest.mark.integration
 

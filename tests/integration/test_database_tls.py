@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.database_tls import TLS_PASSWORD, DatabasePki, SecurePostgres, TlsMariaDB
-from tests.harness import Daemon, wait_until
+from tests.harness import Daemon
 from tests.leaks import CUSTOMERS, QUICK, Setup, daemon_without_leaks, syncd_without_leaks
-from tests.services import Broker, free_port
+from tests.services import Broker, free_port, wait_until
 
 VERIFIED = "sslmode=verify-full&sslrootcert=tls/ca.pem&" + QUICK
 

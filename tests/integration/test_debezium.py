@@ -13,9 +13,9 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from tests.harness import Daemon, StompClient, wait_until, write_config
+from tests.harness import Daemon, StompClient, write_config
 from tests.integration.test_metrics import scrape
-from tests.services import Broker, free_port
+from tests.services import Broker, free_port, wait_until
 
 CORPUS = Path(__file__).parent.parent / "data" / "debezium"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())

@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 import stomp
 
-from tests.harness import REPO, Daemon, Received, StompClient, syncd, wait_until, write_config
-from tests.services import Broker, PostgresCluster, free_port
+from tests.harness import REPO, Daemon, Received, StompClient, syncd, write_config
+from tests.services import Broker, PostgresCluster, free_port, wait_until
 
 
 @dataclass

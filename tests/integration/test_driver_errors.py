@@ -10,10 +10,9 @@ import threading
 from typing import Any
 
 from syncd.apply.plan import Verdict
-from syncd.apply.resilient import RetryPolicy, apply_isolating
+from syncd.apply.resilient import GaveUp, RetryPolicy, Unapplied, apply_isolating
 from syncd.apply.sql import SqlApplier
 from syncd.config import RetryConfig
-from syncd.deadletter import ErrorClass, Reason
 from tests.integration.test_applier import CUSTOMERS, applier, changes, rows
 
 __all__ = ["applier"]  # the fixture, shared with the applier suite
@@ -34,8 +33,8 @@ def test_a_value_the_driver_cannot_encode_rejects_that_event_alone(applier: SqlA
     )
     results = apply_isolating(applier, batch, RetryPolicy(FAST, threading.Event()))
     assert results[0] is Verdict.APPLIED and results[2] is Verdict.APPLIED
-    assert isinstance(results[1], Reason)
-    assert results[1].error_class is ErrorClass.REJECTED
+    assert isinstance(results[1], Unapplied)
+    assert results[1].why is GaveUp.REJECTED
     assert results[1].key == "[2]"
     assert [r[:2] for r in rows(applier, "dim_customer")] == [(1, "before"), (3, "after")]
 
@@ -53,4 +52,4 @@ def test_an_integer_too_large_for_the_driver_rejects_that_event_alone(
     if applier.engine_for_tests.dialect.name == "sqlite":  # type: ignore[attr-defined]
         assert results[1] is Verdict.APPLIED
         return
-    assert isinstance(results[1], Reason) and results[1].error_class is ErrorClass.REJECTED
+    assert isinstance(results[1], Unapplied) and results[1].why is GaveUp.REJECTED

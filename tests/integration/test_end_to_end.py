@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.harness import Daemon, StompClient, wait_until, write_config
+from tests.harness import Daemon, StompClient, write_config
 from tests.history import MAPPING, TABLE, Source, as_messages, random_history
-from tests.services import Broker, PostgresCluster
+from tests.services import Broker, PostgresCluster, wait_until
 
 _runs = itertools.count(1)
 

@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from syncd.apply.evolve import CHANGES
-from syncd.apply.plan import Change, Verdict
+from syncd.apply.plan import Verdict
 from syncd.apply.sql import SqlApplier
+from syncd.change import Change
 from syncd.errors import PermanentApplyError
 from syncd.events import ChangeEvent, decode_event
 from syncd.mapping import Mapping, OnDelete

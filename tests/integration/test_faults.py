@@ -13,13 +13,11 @@ user), never the session's shared ones, which other tests use at the same time.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import random
 import shutil
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,10 +27,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import stomp
 from sqlalchemy.pool import NullPool
 
-from tests.harness import Daemon, Received, StompClient, wait_until, write_config
+from tests.harness import Daemon, Received, StompClient, write_config
 from tests.history import (
     MAPPING,
     TABLE,
@@ -42,7 +39,7 @@ from tests.history import (
     random_changes,
     random_history,
 )
-from tests.services import Broker, PostgresCluster
+from tests.services import Broker, PostgresCluster, wait_until
 
 _runs = itertools.count(1)
 
@@ -125,52 +122,6 @@ def with_poison(
 # ------------------------------------------------------------------------------ the test rig
 
 
-class DeadLetters:
-    """Everything that arrives on a dead-letter queue, through one subscription kept open.
-
-    (Repeated drains could miss a message that arrives between a drain's last wait and its
-    unsubscribe; a test that counts dead letters exactly must not.)
-    """
-
-    def __init__(self, port: int, destination: str):
-        self._lock = threading.Lock()
-        self._messages: list[Received] = []
-        self._conn = stomp.Connection12([("127.0.0.1", port)], auto_decode=False)
-        collected = self
-
-        class Listener(stomp.ConnectionListener):  # type: ignore[misc]
-            def on_message(self, frame: Any) -> None:
-                with collected._lock:
-                    collected._messages.append(Received(dict(frame.headers), frame.body))
-
-        self._conn.set_listener("dead-letters", Listener())
-        self._conn.connect(wait=True)
-        self._conn.subscribe(destination, id="dead-letters", ack="auto")
-
-    @property
-    def messages(self) -> list[Received]:
-        with self._lock:
-            return list(self._messages)
-
-    def settled(
-        self, expected_count: int, timeout_s: float = 30, quiet_s: float = 1.5
-    ) -> list[Received]:
-        """The dead letters once ``expected_count`` arrived (or time ran out) and then none more
-        for ``quiet_s``: a duplicate or an extra one has its chance to show up."""
-        deadline = time.monotonic() + timeout_s
-        while len(self.messages) < expected_count and time.monotonic() < deadline:
-            time.sleep(0.1)
-        while True:
-            count = len(self.messages)
-            time.sleep(quiet_s)
-            if len(self.messages) == count:
-                return self.messages
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):  # the broker may be gone: nothing to clean up
-            self._conn.disconnect()
-
-
 @dataclass
 class Rig:
     """One test's queue, dead-letter queue, target database and config."""
@@ -209,8 +160,13 @@ class Rig:
         """Messages on the source queue not yet acknowledged (in flight included)."""
         return int(self.broker.queue_stats(self.queue.removeprefix("/queue/"))["size"])
 
-    def dead_letters(self) -> DeadLetters:
-        return DeadLetters(self.broker.port, self.dlq)
+    def dead_letters(self) -> StompClient:
+        """Everything that arrives on the dead-letter queue, through one subscription kept
+        open (repeated drains could miss one that arrives between a drain's last wait and its
+        unsubscribe; a test that counts dead letters exactly must not)."""
+        client = StompClient(self.broker.port)
+        client.subscribe(self.dlq, id="dead-letters", ack="auto")
+        return client
 
 
 def make_rig(

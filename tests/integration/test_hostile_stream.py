@@ -21,9 +21,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests import hostile
-from tests.harness import Daemon, StompClient, wait_until, write_config
+from tests.harness import Daemon, StompClient, write_config
 from tests.history import MAPPING, TABLE, Source, as_messages, random_history
-from tests.services import Broker, PostgresCluster, mariadb_database
+from tests.services import Broker, PostgresCluster, mariadb_database, wait_until
 
 _runs = itertools.count(1)
 

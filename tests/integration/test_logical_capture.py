@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from syncd.capture import Captured, CapturedBatch
 from syncd.capture.logical import LogicalCapture, install, publication_name, slot_name, uninstall
 from syncd.errors import CaptureError, SourceUnavailable
-from tests.services import PostgresCluster, wait_for
+from tests.services import PostgresCluster, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ class Source:
 
     def wait_until_slot_released(self) -> None:
         """The server notices a closed replication connection a moment after it closes."""
-        wait_for(lambda: not self.slot_active(), timeout_s=10, what="the slot to be released")
+        wait_until(lambda: not self.slot_active(), timeout_s=10, what="the slot to be released")
 
     def confirmed_flush(self) -> int:
         return int(
@@ -97,7 +97,7 @@ class Source:
             "SELECT (sent_lsn - '0/0')::bigint FROM pg_stat_replication r"
             " JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = :s"
         )
-        wait_for(
+        wait_until(
             lambda: (self.scalar(query, s=slot_name(self.name)) or 0) >= lsn,
             timeout_s=EVENT_TIMEOUT_S,
             what=f"the walsender to send WAL up to {lsn}",
@@ -468,14 +468,14 @@ def test_idle_capture_releases_wal_but_never_past_an_unconfirmed_batch(installed
     assert installed.confirmed_flush() < batch.token
 
     capture.confirm(batch)
-    wait_for(
+    wait_until(
         lambda: installed.confirmed_flush() >= batch.token,
         timeout_s=EVENT_TIMEOUT_S,
         what="the server to take the confirmed position",
     )
     before_unpublished = installed.current_lsn()
     installed.run("INSERT INTO audit (note) VALUES ('nothing captures this')")
-    wait_for(
+    wait_until(
         lambda: capture.poll(0.3) is None and installed.confirmed_flush() > before_unpublished,
         timeout_s=EVENT_TIMEOUT_S,
         what="the slot to move past the unpublished transaction",

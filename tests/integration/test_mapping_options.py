@@ -12,8 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tests.harness import Daemon, StompClient, syncd, wait_until, write_config
-from tests.services import Broker, PostgresCluster
+from tests.harness import Daemon, StompClient, syncd, write_config
+from tests.services import Broker, PostgresCluster, wait_until
 
 MAPPING = """
 mappings:

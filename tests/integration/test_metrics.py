@@ -12,10 +12,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncd import daemon
 from syncd.config import load_config
-from tests.harness import Daemon, StompClient, wait_until, write_config
-from tests.services import Broker, free_port
+from syncd.daemon import main as daemon
+from tests.harness import Daemon, StompClient, write_config
+from tests.services import Broker, free_port, wait_until
 
 MAPPING = """
 mappings:

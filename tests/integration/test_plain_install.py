@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd import cli
+from syncd.commands import cli
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.harness import Daemon, StompClient, wait_until, write_config
-from tests.services import Broker
+from tests.harness import Daemon, StompClient, write_config
+from tests.services import Broker, wait_until
 
 MAPPING = """
 mappings:

@@ -33,9 +33,9 @@ from sqlalchemy.pool import NullPool
 from syncd.config import load_config
 from syncd.mapping.reader import load_mappings
 from syncd.publisher import Publisher
-from tests.harness import Daemon, Received, StompClient, syncd, wait_until
+from tests.harness import Daemon, Received, StompClient, syncd
 from tests.history import PARTIAL_TABLE, Row, partial_history, partial_mapping
-from tests.services import BrokerPair, PostgresCluster
+from tests.services import BrokerPair, PostgresCluster, wait_until
 
 pytestmark = pytest.mark.integration
 

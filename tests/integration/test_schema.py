@@ -26,8 +26,8 @@ import pytest
 import sqlalchemy as sa
 
 from syncd.schema import catalog
-from tests.harness import Daemon, StompClient, syncd, wait_until
-from tests.services import Broker, PostgresCluster, mariadb_database
+from tests.harness import Daemon, StompClient, syncd
+from tests.services import Broker, PostgresCluster, mariadb_database, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -451,9 +451,9 @@ ITEMS_DDL = (
 def test_sqlite_and_mariadb_outbox_sources_make_postgresql_tables(
     tmp_path: Path, postgres: PostgresCluster
 ) -> None:
+    from syncd.commands import schema as command
     from syncd.config import load_config
     from syncd.mapping import load_mappings
-    from syncd.schema import command
 
     lite = tmp_path / "source.db"
     engine = sa.create_engine(f"sqlite:///{lite}")

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.database_tls import WRONG_PASSWORD, SecurePostgres
-from tests.harness import Daemon, wait_until
+from tests.harness import Daemon
 from tests.leaks import (
     BROKER_MARK,
     CUSTOMERS,
@@ -28,7 +28,7 @@ from tests.leaks import (
     daemon_without_leaks,
     syncd_without_leaks,
 )
-from tests.services import Broker, free_port
+from tests.services import Broker, free_port, wait_until
 
 
 @pytest.fixture(params=["inline, text logs", "password_file, json logs"])

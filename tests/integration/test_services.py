@@ -8,27 +8,26 @@ that the PostgreSQL cluster is ready for logical decoding and survives stop and 
 
 from __future__ import annotations
 
-import queue
 import socket
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy
-import stomp
 
+from tests.harness import Received, StompClient
 from tests.services import (
     SYNCD_BROKER,
     Broker,
     PostgresCluster,
     free_port,
     parse_map_json,
-    wait_for,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -56,62 +55,8 @@ def _pg(_services_dir: Path) -> Iterator[PostgresCluster]:
     cluster.destroy()
 
 
-class Client:
-    """A plain STOMP 1.2 connection that collects the MESSAGE frames it receives."""
-
-    def __init__(
-        self,
-        broker: Broker,
-        on_message: Callable[[Client, Any], None] | None = None,
-        name: str = "client",
-    ) -> None:
-        self.name = name
-        self.frames: queue.Queue[Any] = queue.Queue()
-        self._on_message = on_message
-        self.connection = stomp.Connection12([(broker.host, broker.port)], heartbeats=(4000, 4000))
-        self.connection.set_listener("client", self)
-        self.connection.connect(wait=True)
-
-    def on_message(self, frame: Any) -> None:
-        if self._on_message is not None:
-            self._on_message(self, frame)
-        else:
-            self.frames.put(frame)
-
-    def send(self, destination: str, body: str, headers: dict[str, str] | None = None) -> None:
-        self.connection.send(
-            destination, body=body, headers={"persistent": "true", **(headers or {})}
-        )
-
-    def send_many(
-        self, destination: str, bodies_and_headers: list[tuple[str, dict[str, str]]]
-    ) -> None:
-        """Send in transactions of 500: KahaDB syncs once per commit, not once per message."""
-        for start in range(0, len(bodies_and_headers), 500):
-            transaction = self.connection.begin()
-            for body, headers in bodies_and_headers[start : start + 500]:
-                self.connection.send(
-                    destination,
-                    body=body,
-                    headers={"persistent": "true", **headers},
-                    transaction=transaction,
-                )
-            self.connection.commit(transaction)
-
-    def receive(self, timeout_s: float = 10) -> Any:
-        try:
-            return self.frames.get(timeout=timeout_s)
-        except queue.Empty:
-            raise AssertionError(f"no message within {timeout_s} s") from None
-
-    def close(self) -> None:
-        """Disconnect once the broker has processed every frame sent before.
-
-        stomp.py only waits for the DISCONNECT receipt when given one; without it a
-        consumer started next may race the broker still storing this producer's messages.
-        """
-        if self.connection.is_connected():
-            self.connection.disconnect(receipt=f"bye-{uuid.uuid4().hex}")
+def client(broker: Broker, **kwargs: Any) -> StompClient:
+    return StompClient(broker.port, broker.host, heartbeats=(4000, 4000), **kwargs)
 
 
 def unique_queue(purpose: str) -> str:
@@ -125,26 +70,26 @@ def test_persistent_unacknowledged_message_survives_broker_kill_and_restart(
     _broker: Broker,
 ) -> None:
     destination = unique_queue("survives-kill")
-    producer = Client(_broker)
-    producer.send(destination, "change-1", {"JMSXGroupID": "customers:7"})
+    producer = client(_broker)
+    producer.send(destination, "change-1", JMSXGroupID="customers:7")
     producer.close()
-    consumer = Client(_broker)
-    consumer.connection.subscribe(destination, id="1", ack="client-individual")
-    assert consumer.receive().body == "change-1"  # delivered but never acknowledged
+    consumer = client(_broker)
+    consumer.subscribe(destination, id="1", ack="client-individual")
+    assert consumer.receive().body == b"change-1"  # delivered but never acknowledged
 
     _broker.kill()
     assert not _broker.is_running()
     consumer.close()
     _broker.restart()
 
-    consumer = Client(_broker)
-    consumer.connection.subscribe(destination, id="1", ack="client-individual")
+    consumer = client(_broker)
+    consumer.subscribe(destination, id="1", ack="client-individual")
     frame = consumer.receive()
-    assert frame.body == "change-1"
-    consumer.connection.ack(frame.headers["ack"])
+    assert frame.body == b"change-1"
+    consumer.ack(frame)
     consumer.close()
     queue_name = destination.removeprefix("/queue/")
-    wait_for(
+    wait_until(
         lambda: _broker.queue_stats(queue_name)["size"] == 0,
         timeout_s=10,
         what="the acknowledged message to leave the queue",
@@ -155,20 +100,20 @@ def test_statistics_plugin_answers_with_json(_broker: Broker) -> None:
     # The jms-map-json transformation only works if xstream and jettison are on the
     # broker's class path; without them the broker sends no reply at all.
     destination = unique_queue("stats")
-    client = Client(_broker)
-    client.send(destination, "one")
-    client.send(destination, "two")
+    stats_client = client(_broker)
+    stats_client.send(destination, "one")
+    stats_client.send(destination, "two")
     reply_to = "/temp-queue/stats"
-    client.connection.subscribe(
+    stats_client.subscribe(
         reply_to, id="stats", ack="auto", headers={"transformation": "jms-map-json"}
     )
-    client.connection.send(
+    stats_client.conn.send(
         f"/queue/ActiveMQ.Statistics.Destination.{destination.removeprefix('/queue/')}",
         body="",
         headers={"reply-to": reply_to},
     )
-    frame = client.receive()
-    client.close()
+    frame = stats_client.receive()
+    stats_client.close()
 
     stats = parse_map_json(frame.body)
     assert stats["destinationName"] == f"queue://{destination.removeprefix('/queue/')}"
@@ -189,31 +134,31 @@ def test_two_thousand_groups_spread_over_three_consumers_each_kept_in_order(
     received = 0
     lock = threading.Lock()
 
-    def record_and_ack(client: Client, frame: Any) -> None:
+    def record_and_ack(consumer: StompClient, frame: Received) -> None:
         nonlocal received
-        group, round_ = frame.body.rsplit("/", 1)
+        group, round_ = frame.body.decode().rsplit("/", 1)
         with lock:
-            seen.setdefault(group, []).append((client.name, int(round_)))
+            seen.setdefault(group, []).append((consumer.name, int(round_)))
             received += 1
-        client.connection.ack(frame.headers["ack"])
+        consumer.ack(frame)
 
     def round_of(round_: int) -> list[tuple[str, dict[str, str]]]:
         return [(f"g{i}/{round_}", {"JMSXGroupID": f"g{i}"}) for i in range(groups)]
 
     consumers = {
-        name: Client(_broker, on_message=record_and_ack, name=name)
+        name: client(_broker, on_message=record_and_ack, name=name)
         for name in ("first", "second", "third")
     }
     for consumer in consumers.values():
-        consumer.connection.subscribe(destination, id="1", ack="client-individual")
-    producer = Client(_broker)
+        consumer.subscribe(destination, id="1", ack="client-individual")
+    producer = client(_broker)
     try:
         producer.send_many(destination, round_of(0) + round_of(1))
-        wait_for(lambda: received == 2 * groups, 30, what=f"{2 * groups} messages")
+        wait_until(lambda: received == 2 * groups, 30, what=f"{2 * groups} messages")
         owners = {group: arrivals[0][0] for group, arrivals in seen.items()}
         consumers.pop("second").close()  # its groups must move on
         producer.send_many(destination, round_of(2))
-        wait_for(lambda: received == rounds * groups, 30, what=f"{rounds * groups} messages")
+        wait_until(lambda: received == rounds * groups, 30, what=f"{rounds * groups} messages")
     finally:
         producer.close()
         for consumer in consumers.values():
@@ -243,12 +188,12 @@ def test_message_groups_beyond_1024_stay_with_their_consumer(_broker: Broker) ->
     received = 0
     lock = threading.Lock()
 
-    def record_and_ack(client: Client, frame: Any) -> None:
+    def record_and_ack(client: StompClient, frame: Received) -> None:
         nonlocal received
         with lock:
             owners.setdefault(frame.headers["test-group"], set()).add(client.name)
             received += 1
-        client.connection.ack(frame.headers["ack"])
+        client.ack(frame)
 
     def grouped(group: str) -> tuple[str, dict[str, str]]:
         # ActiveMQ does not echo JMSXGroupID to STOMP consumers; test-group carries it.
@@ -256,18 +201,18 @@ def test_message_groups_beyond_1024_stay_with_their_consumer(_broker: Broker) ->
 
     consumers = []
     for name in ("first", "second"):
-        consumer = Client(_broker, on_message=record_and_ack, name=name)
-        consumer.connection.subscribe(destination, id="1", ack="client-individual")
+        consumer = client(_broker, on_message=record_and_ack, name=name)
+        consumer.subscribe(destination, id="1", ack="client-individual")
         consumers.append(consumer)
-    producer = Client(_broker)
+    producer = client(_broker)
     try:
         producer.send_many(destination, [grouped(f"g{i}") for i in range(groups)])
-        wait_for(lambda: received == groups, 30, what=f"{groups} messages")
+        wait_until(lambda: received == groups, 30, what=f"{groups} messages")
         # Shift the round-robin by one, so that a forgotten group would land on the other
         # consumer instead of on the same one by coincidence.
         producer.send_many(destination, [grouped("shift")])
         producer.send_many(destination, [grouped(f"g{i}") for i in range(groups)])
-        wait_for(lambda: received == 2 * groups + 1, 30, what=f"{2 * groups + 1} messages")
+        wait_until(lambda: received == 2 * groups + 1, 30, what=f"{2 * groups + 1} messages")
     finally:
         producer.close()
         for consumer in consumers:
@@ -287,19 +232,17 @@ def test_batching_consumer_drains_5000_messages_without_paging_stall(
     # ~30 s per page (holding 100 does not). syncd holds up to two 500-message batches.
     destination = unique_queue("paging")
     count = 5000
-    producer = Client(_broker)
+    producer = client(_broker)
     producer.send_many(destination, [(str(i), {}) for i in range(count)])
     producer.close()
 
-    consumer = Client(_broker)
-    consumer.connection.subscribe(
-        destination, id="1", ack="client", headers={"activemq.prefetchSize": "2000"}
-    )
+    consumer = client(_broker)
+    consumer.subscribe(destination, id="1", ack="client", headers={"activemq.prefetchSize": "2000"})
     started = time.monotonic()
     for received in range(1, count + 1):
         frame = consumer.receive(timeout_s=15)
         if received % ack_every == 0:
-            consumer.connection.ack(frame.headers["ack"])  # cumulative in ack mode "client"
+            consumer.ack(frame)  # cumulative in ack mode "client"
     elapsed = time.monotonic() - started
     consumer.close()
     assert elapsed < 10, f"draining {count} messages took {elapsed:.1f} s"
@@ -379,6 +322,6 @@ def test_create_database_replaces_an_existing_one(_pg: PostgresCluster) -> None:
 
 
 def test_wait_for_returns_the_value_or_names_what_it_waited_for() -> None:
-    assert wait_for(lambda: 42, timeout_s=1) == 42
+    assert wait_until(lambda: 42, timeout_s=1) == 42
     with pytest.raises(AssertionError, match="the impossible"):
-        wait_for(lambda: False, timeout_s=0.2, what="the impossible")
+        wait_until(lambda: False, timeout_s=0.2, what="the impossible")

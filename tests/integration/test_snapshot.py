@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from syncd.capture import SNAPSHOT_POSITION, Captured, logical, outbox
 from syncd.capture.snapshot import SnapshotReport, run_snapshot, state_path
 from syncd.errors import CaptureError, SourceUnavailable
-from tests.services import PostgresCluster, free_port, mariadb_database, wait_for
+from tests.services import PostgresCluster, free_port, mariadb_database, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -382,7 +382,7 @@ def test_logical_snapshot_equals_what_the_logical_capture_sends(
         captured = poll_logical(capture, 2)
     finally:
         capture.close()
-        wait_for(lambda: not slot_active(engine, name), timeout_s=10, what="slot release")
+        wait_until(lambda: not slot_active(engine, name), timeout_s=10, what="slot release")
         logical.uninstall(url, name)
     publish = Collector()
     run_snapshot(SourceSettings(name, url, "logical", tables), publish, tmp_path)

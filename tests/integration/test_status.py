@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from syncd.broker.statistics import queue_statistics
+from syncd.commands.status import run_status
 from syncd.config import load_config
 from syncd.errors import ExitCode
-from syncd.status import run_status
-from tests.harness import Daemon, StompClient, wait_until, write_config
-from tests.services import Broker, PostgresCluster, free_port
+from tests.harness import Daemon, StompClient, write_config
+from tests.services import Broker, PostgresCluster, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.harness import REPO, StompClient, wait_until, write_config
-from tests.services import Broker, PostgresCluster
+from tests.harness import REPO, StompClient, write_config
+from tests.services import Broker, PostgresCluster, wait_until
 
 MAPPING = """
 mappings:

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.harness import Daemon, StompClient, syncd, wait_until
-from tests.services import Broker, PostgresCluster
+from tests.harness import Daemon, StompClient, syncd
+from tests.services import Broker, PostgresCluster, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -351,7 +351,7 @@ def target_balances(bank: Bank) -> dict[int, int]:
 
 
 def test_a_large_transaction_travels_as_parts_that_say_their_count(bank: Bank) -> None:
-    # 6,000 events: three full parts of 2,000 (syncd.transactions.PART_EVENTS), the count on
+    # 6,000 events: three full parts of 2,000 (syncd.broker.parts.PART_EVENTS), the count on
     # the last — which is not an empty one, though the transaction ends on a part's boundary.
     capture = Daemon(bank.configs[0], "--only", "capture").start()
     try:

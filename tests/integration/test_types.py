@@ -30,8 +30,8 @@ import pytest
 import sqlalchemy as sa
 
 from syncd.capture.logical import slot_name
-from tests.harness import REPO, Daemon, Received, StompClient, syncd, wait_until
-from tests.services import Broker, PostgresCluster, mariadb_database
+from tests.harness import REPO, Daemon, Received, StompClient, syncd
+from tests.services import Broker, PostgresCluster, mariadb_database, wait_until
 
 pytestmark = pytest.mark.integration
 

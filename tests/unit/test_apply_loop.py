@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import syncd.consumer
+import syncd.pipeline.loop
 from syncd.apply.plan import Verdict
 from syncd.apply.sql import SqlApplier
 from syncd.broker.memory import InMemoryBroker
 from syncd.config import ApplyConfig, RetryConfig
-from syncd.consumer import ApplyLoop
-from syncd.ledger import DeliveryLedger
 from syncd.mapping import Mapping, OnDelete
+from syncd.pipeline.ledger import DeliveryLedger
+from syncd.pipeline.loop import ApplyLoop
 from syncd.routing import Router
-from syncd.stats import Stats
+from syncd.telemetry.stats import Stats
 
 QUEUE = "/queue/syncd.crm"
 DLQ = "/queue/syncd.DLQ"
@@ -245,6 +245,24 @@ def test_a_message_redelivered_after_deaths_is_dead_lettered_as_a_crash_loop(rig
     assert rig.ledger.starts([poison]) == {}
 
 
+def test_a_crash_loop_dead_letter_lost_with_the_connection_still_counts_its_deaths(
+    rig: Rig,
+) -> None:
+    # The dead letter's settle dies with the connection: the poison is redelivered, and its
+    # recorded deaths must still be there, or the next delivery processes it (and dies) again.
+    poison = rig.broker.publish(QUEUE, body(event(1, 1)), {"redelivered": "true"})
+    rig.ledger.begin([poison])
+    rig.ledger.begin([poison])
+    rig.broker.publish(QUEUE, body(event(2, 2)))
+    rig.broker.fail_settles = 1
+    rig.drain()
+    assert rig.rows() == {2: ("x", 1)}  # the poison was never processed
+    (letter,) = rig.dead_letters()
+    assert letter.headers["syncd-error-class"] == "crash-loop"
+    assert [len(letters) for letters in rig.broker.attempted if letters] == [1, 1]
+    assert rig.ledger.starts([poison]) == {}  # forgotten once its dead letter landed
+
+
 class _Died(BaseException):
     """Stands for the process dying (a segfault, the OOM killer) while it decodes a body."""
 
@@ -252,14 +270,14 @@ class _Died(BaseException):
 def test_a_body_that_kills_the_daemon_while_decoding_is_counted_before_decoding(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_decode = syncd.consumer.decode_body
+    real_decode = syncd.pipeline.loop.decode_body
 
     def decode(message_body: bytes | str, *rest: Any) -> Any:
         if message_body == b'{"kills": "the daemon"}':
             raise _Died
         return real_decode(message_body, *rest)
 
-    monkeypatch.setattr(syncd.consumer, "decode_body", decode)
+    monkeypatch.setattr(syncd.pipeline.loop, "decode_body", decode)
     poison = rig.broker.publish(QUEUE, b'{"kills": "the daemon"}', {"redelivered": "true"})
     with pytest.raises(_Died):
         rig.drain(timeout_s=2)

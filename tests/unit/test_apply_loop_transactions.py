@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import syncd.transactions
+import syncd.pipeline.transactions
 from syncd.apply.stream import Stream
+from syncd.broker.parts import part_headers
 from syncd.errors import TargetUnavailable
-from syncd.transactions import part_headers
 from tests.unit.test_apply_loop import QUEUE, Rig, body, event, rig
 
 __all__ = ["rig"]
@@ -108,7 +108,7 @@ def test_parts_that_do_not_make_a_transaction_are_dead_lettered_whole_never_appl
 def test_a_transaction_whose_last_part_never_comes_is_dead_lettered_after_the_wait(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(syncd.transactions, "REST_WAIT_S", 0.2)
+    monkeypatch.setattr(syncd.pipeline.transactions, "REST_WAIT_S", 0.2)
     rig.broker.publish(QUEUE, body([event(1, 1)]), {"syncd-tx-id": "t1", "syncd-tx-part": "1"})
     rig.drain()
     assert rig.rows() == {}

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from syncd.config import load_config
-from syncd.daemon import _MetricsEndpoint, _supervise, build_appliers
+from syncd.daemon.endpoint import MetricsEndpoint
+from syncd.daemon.supervision import supervise
+from syncd.daemon.targets import build_appliers
 from syncd.errors import ConfigError, TargetOutage
 from syncd.mapping import load_mappings
-from syncd.metrics import Metrics, serve
+from syncd.telemetry.metrics import Metrics, serve
 
 
 def _free_port() -> int:
@@ -72,7 +74,7 @@ def test_closing_the_metrics_endpoint_closes_its_socket_and_joins_its_poller() -
     server = serve(f"127.0.0.1:{_free_port()}", Metrics(), lambda: (True, "ok"))
     poller = threading.Thread(target=stopping.wait)
     poller.start()
-    endpoint = _MetricsEndpoint(server, poller)
+    endpoint = MetricsEndpoint(server, poller)
     stopping.set()
     endpoint.close()
     assert server.socket.fileno() == -1  # closed, not only no longer served
@@ -98,5 +100,5 @@ def test_when_several_parts_fail_the_daemon_dies_of_the_first_and_logs_the_other
         raise ValueError("apply loop: something else broke")
 
     with pytest.raises(RuntimeError, match="source gone"):
-        _supervise({"a": first, "b": second}, threading.Event(), _Notifier())  # type: ignore[arg-type]
+        supervise({"a": first, "b": second}, threading.Event(), _Notifier())  # type: ignore[arg-type]
     assert "something else broke" in caplog.text

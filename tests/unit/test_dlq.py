@@ -9,11 +9,11 @@ import pytest
 
 from syncd.broker import Message
 from syncd.broker.queues import SELECTOR_MAX_CHARS, id_selector, selector_chunks
-from syncd.dlq import (
+from syncd.commands.dlq import confirm
+from syncd.deadletter.review import (
     DeadLetter,
     Selection,
     SelectionError,
-    confirm,
     fit,
     format_letter,
     format_table,

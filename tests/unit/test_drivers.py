@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from syncd.drivers import DriverProblem, with_driver
+from syncd.config.drivers import DriverProblem, with_driver
 
 # A snippet runs in a fresh interpreter where `import pymysql` fails, as after `pip install syncd`.
 _WITHOUT_PYMYSQL = "import sys\nsys.modules['pymysql'] = None\n"
@@ -75,7 +75,7 @@ def test_a_mysql_target_without_pymysql_exits_2_naming_the_extra(
     config = _mysql_config(tmp_path)
     result = _without_pymysql(
         f"""
-        from syncd.cli import main
+        from syncd.commands.cli import main
         raise SystemExit(main({[*command, "-c", str(config)]!r}))
         """
     )
@@ -97,7 +97,7 @@ def test_a_mysql_source_without_pymysql_is_a_config_error(tmp_path: Path) -> Non
     )
     result = _without_pymysql(
         f"""
-        from syncd.cli import main
+        from syncd.commands.cli import main
         raise SystemExit(main(["check", "--offline", "-c", {str(config)!r}]))
         """
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from syncd.metrics import Metrics
+from syncd.telemetry.metrics import Metrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "grafana" / "syncd.json"
 METRIC_NAME = re.compile(r"\bsyncd_[a-z_]+\b")

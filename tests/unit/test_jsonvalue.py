@@ -11,9 +11,9 @@ from sqlalchemy.dialects import postgresql as pg_types
 
 from syncd import jsonvalue
 from syncd.apply import mysql, postgresql, sqlite
-from syncd.apply.plan import key_text
 from syncd.broker import Message
-from syncd.deadletter import ErrorClass, Reason, dead_letter
+from syncd.change import key_text
+from syncd.deadletter.letters import ErrorClass, Reason, dead_letter
 from syncd.events import BadEvent, ChangeEvent, decode_body
 
 HIGH = "37037036703703703670.370370367"

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import ConfigError
-from syncd.ledger import DeliveryLedger
+from syncd.pipeline.ledger import DeliveryLedger
 
 
 def test_starts_survive_a_restart_and_end_forgets_them(tmp_path: Path) -> None:

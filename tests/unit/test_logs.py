@@ -6,12 +6,12 @@ import pytest
 
 from syncd.broker.connection import Listener, connect_first
 from syncd.config import DEFAULTS, BrokerConfig
+from syncd.daemon.logs import JsonFormatter, KeyValueFormatter, setup_logging
 from syncd.errors import BrokerUnavailable
-from syncd.logs import JsonFormatter, KeyValueFormatter, setup_logging
 
 
 def record(message: str, context: dict[str, object] | None = None) -> logging.LogRecord:
-    made = logging.LogRecord("syncd.consumer", logging.WARNING, "f.py", 1, message, None, None)
+    made = logging.LogRecord("syncd.pipeline.loop", logging.WARNING, "f.py", 1, message, None, None)
     if context is not None:
         made.context = context
     return made
@@ -22,7 +22,7 @@ def test_key_value_lines_quote_what_needs_quotes() -> None:
         record("dead-lettered", {"mapping": "customers", "key": "[7]", "error": 'a "b" c'})
     )
     assert line == (
-        "level=warning logger=syncd.consumer msg=dead-lettered mapping=customers key=[7] "
+        "level=warning logger=syncd.pipeline.loop msg=dead-lettered mapping=customers key=[7] "
         'error="a \\"b\\" c"'
     )
 

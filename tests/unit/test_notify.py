@@ -2,7 +2,7 @@ import os
 import socket
 from pathlib import Path
 
-from syncd.notify import Notifier
+from syncd.daemon.notify import Notifier
 
 
 def test_without_notify_socket_every_call_does_nothing() -> None:

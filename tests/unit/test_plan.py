@@ -3,7 +3,8 @@ from typing import Any
 
 import pytest
 
-from syncd.apply.plan import Change, Verdict, key_text, plan_batch, position_guard
+from syncd.apply.plan import Verdict, plan_batch, position_guard
+from syncd.change import Change, key_text
 from syncd.events import ChangeEvent
 from syncd.mapping import Mapping, OnDelete
 

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from syncd.broker.memory import InMemoryBroker
 from syncd.config import load_config
-from syncd.daemon import Reloader, build_appliers
+from syncd.daemon.reload import Reloader
+from syncd.daemon.targets import build_appliers
 from syncd.errors import BrokerUnavailable
 from syncd.events import ChangeEvent
 from syncd.mapping import load_mappings

@@ -8,10 +8,17 @@ from typing import Any
 
 import pytest
 
-from syncd.apply.plan import Change, Verdict
-from syncd.apply.resilient import Interrupted, RetriesExhausted, RetryPolicy, apply_isolating
+from syncd.apply.plan import Verdict
+from syncd.apply.resilient import (
+    GaveUp,
+    Interrupted,
+    RetriesExhausted,
+    RetryPolicy,
+    Unapplied,
+    apply_isolating,
+)
+from syncd.change import Change
 from syncd.config import RetryConfig
-from syncd.deadletter import ErrorClass, Reason
 from syncd.errors import PermanentApplyError, TargetOutage, TargetUnavailable
 from syncd.mapping import Mapping, OnDelete
 
@@ -105,18 +112,18 @@ def changes(count: int) -> list[Change]:
     ]
 
 
-def outcome(results: list[Verdict | Reason]) -> list[Any]:
-    return [r.error_class if isinstance(r, Reason) else r for r in results]
+def outcome(results: list[Verdict | Unapplied]) -> list[Any]:
+    return [r.why if isinstance(r, Unapplied) else r for r in results]
 
 
 def test_poison_is_isolated_and_only_it_fails() -> None:
     applier = ScriptedApplier({"[3]", "[6]"}, lambda: PermanentApplyError("rejected"))
     results = apply_isolating(applier, changes(8), RetryPolicy(FAST, threading.Event()))
     expected: list[Any] = [Verdict.APPLIED] * 8
-    expected[3] = expected[6] = ErrorClass.REJECTED
+    expected[3] = expected[6] = GaveUp.REJECTED
     assert outcome(results) == expected
     failure = results[3]
-    assert isinstance(failure, Reason)
+    assert isinstance(failure, Unapplied)
     assert failure.mapping == "m" and failure.key == "[3]"
     assert failure.text == "mapping m (db.t) key [3]: rejected (tried 4 times)"
     # Halves were tried in order, so a key's changes still land oldest first.
@@ -127,9 +134,9 @@ def test_poison_is_isolated_and_only_it_fails() -> None:
 def test_after_retries_run_out_the_halves_get_one_try_each() -> None:
     applier = ScriptedApplier({"[5]"}, lambda: TargetUnavailable("lock timeout"))
     results = apply_isolating(applier, changes(8), RetryPolicy(FAST, threading.Event()))
-    assert outcome(results).count(ErrorClass.RETRIES_EXHAUSTED) == 1
+    assert outcome(results).count(GaveUp.RETRIES_EXHAUSTED) == 1
     failure = results[5]
-    assert isinstance(failure, Reason) and failure.attempts is not None
+    assert isinstance(failure, Unapplied) and failure.attempts is not None
     # 3 tries of the whole batch, then one per half on the way down to the single change.
     assert len(applier.batches) == 3 + 2 * 3
     assert failure.attempts == 3 + 3

@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 from syncd.apply.evolve import NewColumn, wanted_columns
-from syncd.apply.plan import Change
+from syncd.change import Change
+from syncd.commands.schema_plan import same_type
+from syncd.commands.schema_plan import wanted_columns as mapping_columns
 from syncd.errors import MappingApplyError
 from syncd.events import ChangeEvent, decode_event
 from syncd.mapping import Mapping
 from syncd.routing import Router
 from syncd.schema.catalog import SourceColumn, SourceTable
 from syncd.schema.debezium import declared_types
-from syncd.schema.plan import same_type
-from syncd.schema.plan import wanted_columns as mapping_columns
 from syncd.schema.types import NoSafeType, json_type, target_type
 from syncd.values import TargetLimits
 from tests.unit.test_mapping import GOOD_BODY, item, load_one, problems
@@ -349,7 +349,7 @@ def test_schema_changes_are_counted_for_the_metrics() -> None:
     from prometheus_client import generate_latest
 
     from syncd.apply.evolve import SchemaChanges
-    from syncd.metrics import Metrics
+    from syncd.telemetry.metrics import Metrics
 
     changes = SchemaChanges()
     metrics = Metrics()

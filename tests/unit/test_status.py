@@ -9,12 +9,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from syncd.apply.sql import positions_table
+from syncd.apply.positions import positions_table
 from syncd.broker.statistics import QueueStats, parse_map_json
-from syncd.config import load_config
-from syncd.errors import ExitCode
-from syncd.mapping import Mapping, OnDelete
-from syncd.status import (
+from syncd.commands.status import (
     MappingStatus,
     Progress,
     StatusReport,
@@ -25,6 +22,9 @@ from syncd.status import (
     read_progress,
     status_document,
 )
+from syncd.config import load_config
+from syncd.errors import ExitCode
+from syncd.mapping import Mapping, OnDelete
 
 NOW = datetime(2025, 6, 1, 10, 0, 0, tzinfo=UTC)
 # A reply of ActiveMQ 5.17's statistics plugin through transformation:jms-map-json (shortened).

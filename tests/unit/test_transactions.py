@@ -9,11 +9,12 @@ import pytest
 
 import syncd.capture.logical_atomic
 from syncd.broker import Message
+from syncd.broker.parts import TX_ID, TX_PART, TX_PARTS
 from syncd.broker.stomp import StompBroker
 from syncd.capture import Captured
 from syncd.capture.logical_atomic import part_message, transaction_parts
 from syncd.config import DEFAULTS, BrokerConfig
-from syncd.transactions import TX_ID, TX_PART, TX_PARTS, Framing, Unit, UnitKind, frame
+from syncd.pipeline.transactions import Framing, Unit, UnitKind, frame
 
 QUEUE = "/queue/syncd.bank"
 

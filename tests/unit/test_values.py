@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
-from syncd.deadletter import event_body, one_line
+from syncd.deadletter.letters import event_body, one_line
 from syncd.errors import MappingApplyError
 from syncd.events import BadEvent, ChangeEvent, decode_body
 from syncd.mapping import ColumnMap, Mapping, OnDelete

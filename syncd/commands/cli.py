@@ -16,11 +16,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from syncd import dlq, jsonvalue
+from syncd import jsonvalue
 from syncd.broker import Outgoing
 from syncd.capture import Captured
+from syncd.commands import dlq
+from syncd.commands.status import add_arguments as status_arguments
 from syncd.config import Config, SourceConfig, load_config
-from syncd.deadletter import ErrorClass
+from syncd.daemon.logs import setup_logging
+from syncd.deadletter.letters import ErrorClass
+from syncd.deadletter.review import Selection, SelectionError
 from syncd.errors import (
     BrokerRefused,
     BrokerUnavailable,
@@ -34,9 +38,7 @@ from syncd.errors import (
     TargetUnavailable,
 )
 from syncd.events import decode_event
-from syncd.logs import setup_logging
 from syncd.mapping import Mapping, load_mappings
-from syncd.status import add_arguments as status_arguments
 
 log = logging.getLogger("syncd")
 
@@ -353,7 +355,7 @@ def _add_mappings_commands(commands: argparse._SubParsersAction[argparse.Argumen
 
 
 def _mappings_test(config: Config, args: argparse.Namespace) -> int:
-    from syncd import dryrun
+    from syncd.commands import dryrun
 
     mappings = load_mappings(config.mappings_dir, list(config.databases))
     only = set(args.mapping) if args.mapping else None
@@ -388,7 +390,7 @@ def _add_choice_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
-    from syncd.daemon import run
+    from syncd.daemon.main import run
 
     try:
         run(config, only=args.only)
@@ -400,14 +402,14 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:
-    from syncd.status import run_status
+    from syncd.commands.status import run_status
 
     return run_status(config, args)
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:
     from syncd.capture.runner import check_source
-    from syncd.daemon import build_appliers
+    from syncd.daemon.targets import build_appliers
 
     # A capture-only config (sources, no databases) has no mappings to check.
     mappings = (
@@ -427,7 +429,7 @@ def _check(config: Config, args: argparse.Namespace) -> int:
 
 
 def _schema(config: Config, args: argparse.Namespace) -> int:
-    from syncd.schema import command as schema
+    from syncd.commands import schema
 
     mappings = load_mappings(config.mappings_dir, list(config.databases))
     if not args.mapping:
@@ -456,7 +458,7 @@ def _schema(config: Config, args: argparse.Namespace) -> int:
 def _warn_drift(config: Config, mappings: list[Mapping]) -> None:
     """Warnings, not errors: what capture sources have that their targets lack or type
     otherwise (the daemon still runs; on_new_column or syncd schema closes the gap)."""
-    from syncd.schema.command import drift
+    from syncd.commands.schema import drift
 
     try:
         warnings = drift(config, mappings)
@@ -625,8 +627,8 @@ def _unconfirmed(name: str, sent_lines: list[int], confirmed: int) -> str:
     )
 
 
-def _selection(args: argparse.Namespace) -> dlq.Selection:
-    return dlq.Selection(
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection(
         ids=tuple(getattr(args, "ids", ())),
         everything=getattr(args, "all", False),
         mapping=args.mapping,
@@ -654,7 +656,7 @@ def _dlq(run: Callable[[], int]) -> int:
     """Run a dlq command; a choice of dead letters that cannot be made is a usage error."""
     try:
         return run()
-    except dlq.SelectionError as exc:
+    except SelectionError as exc:
         print(f"syncd dlq: {exc}", file=sys.stderr)
         return ExitCode.BAD_CONFIG
 

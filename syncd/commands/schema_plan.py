@@ -21,7 +21,7 @@ from sqlalchemy.schema import CreateTable
 from sqlalchemy.types import UserDefinedType
 
 from syncd.apply.evolve import add_column_statement
-from syncd.apply.sql import positions_table, split_table_name
+from syncd.apply.positions import positions_table, split_table_name
 from syncd.mapping import ColumnMap, Mapping
 from syncd.schema import catalog
 from syncd.schema.catalog import SourceTable

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from syncd.instance import instance_name
+from syncd.telemetry.instance import instance_name
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncd.config_reader import Reader, nonempty_text
-from syncd.yamlfile import Node
+from syncd.config.reader import Reader, nonempty_text
+from syncd.config.yamlfile import Node
 
 TLS_KEYS = ("ca_file", "cert_file", "key_file")
 _EXAMPLE = (

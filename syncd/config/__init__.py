@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from syncd.config_reader import (
+from syncd.config.drivers import DriverProblem, with_driver
+from syncd.config.reader import (
     EXAMPLE_URL,
     Invalid,
     Reader,
@@ -29,15 +30,14 @@ from syncd.config_reader import (
     url_with_secret,
     whole_number,
 )
-from syncd.config_reader import expand_env as expand_env
-from syncd.config_sources import SOURCE_DEFAULTS as SOURCE_DEFAULTS
-from syncd.config_sources import SourceConfig as SourceConfig
-from syncd.config_sources import read_sources
-from syncd.config_tls import TlsConfig as TlsConfig
-from syncd.config_tls import read_tls
-from syncd.drivers import DriverProblem, with_driver
+from syncd.config.reader import expand_env as expand_env
+from syncd.config.sources import SOURCE_DEFAULTS as SOURCE_DEFAULTS
+from syncd.config.sources import SourceConfig as SourceConfig
+from syncd.config.sources import read_sources
+from syncd.config.tls import TlsConfig as TlsConfig
+from syncd.config.tls import read_tls
+from syncd.config.yamlfile import Node, describe, parse_yaml
 from syncd.errors import ConfigError, Problem
-from syncd.yamlfile import Node, describe, parse_yaml
 
 # Every default in one table; the keys of each section are also the keys it allows.
 DEFAULTS: dict[str, Any] = {
@@ -321,7 +321,7 @@ def _host_port(text: str) -> tuple[str, int] | None:
 
 
 # --- value rules --------------------------------------------------------------------------------
-# The settings' own rules; the shared ones (numbers, text, queues, URLs) are config_reader's.
+# The settings' own rules; the shared ones (numbers, text, queues, URLs) are config.reader's.
 
 
 def _log_format(value: object, from_env: bool) -> str:

@@ -1,6 +1,6 @@
 """The ``sources:`` section of config.yaml: the databases syncd captures changes from.
 
-Read by :func:`syncd.config.load_config` with the same :class:`~syncd.config_reader.Reader`
+Read by :func:`syncd.config.load_config` with the same :class:`~syncd.config.reader.Reader`
 as every other section, so its problems come in the same list, file and line first.
 """
 
@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from syncd.config_reader import (
+from syncd.config.drivers import DriverProblem, with_driver
+from syncd.config.reader import (
     Invalid,
     Reader,
     display_url,
@@ -20,8 +21,7 @@ from syncd.config_reader import (
     url_with_secret,
     whole_number,
 )
-from syncd.drivers import DriverProblem, with_driver
-from syncd.yamlfile import Node
+from syncd.config.yamlfile import Node
 
 # The keys of one source under `sources:`; None: required (or, for queue, derived from the name).
 SOURCE_DEFAULTS: dict[str, Any] = {
@@ -58,8 +58,8 @@ class SourceConfig:
     tables: tuple[str, ...]  # as written: schema.table or table
     queue: str
     batch_events: int  # events per batch read from the source and published
-    # atomic: each source transaction travels as one unit (syncd.transactions) and is applied
-    # to each target database in one database transaction; per-row: each event on its own.
+    # atomic: each source transaction travels as one unit (syncd.pipeline.transactions) and is
+    # applied to each target database in one database transaction; per-row: each event on its own.
     transactions: str = "per-row"
 
     @property

@@ -56,7 +56,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from syncd.apply.sql import positions_table
+from syncd.apply.positions import positions_table
 from syncd.broker.statistics import QueueStats, queue_statistics
 from syncd.config import Config, DatabaseConfig
 from syncd.errors import BrokerUnavailable, ExitCode, first_line
@@ -107,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON document for scripts (its shape is described in syncd/status.py)",
+        help="print one JSON document for scripts "
+        "(its shape is described in syncd/commands/status.py)",
     )
 
 

@@ -1,7 +1,7 @@
 """``syncd schema [--mapping M…] [--apply]``, and the drift warnings of ``syncd check``.
 
 For the mappings whose source is a capture source (``sources:``), the source's catalog says
-what each target table needs (:mod:`syncd.schema.plan`); ``syncd schema`` prints the DDL
+what each target table needs (:mod:`syncd.commands.schema_plan`); ``syncd schema`` prints the DDL
 that creates what the target lacks — the tables, their missing columns, the positions table —
 as SQL a human can read and run, and ``--apply`` runs it, each statement on its own, so that
 several runs (or daemons) at once are harmless. It never drops or narrows anything: a column
@@ -23,8 +23,17 @@ from sqlalchemy.pool import NullPool
 from syncd.apply import dialect as target_dialect
 from syncd.apply.classify import Failure
 from syncd.apply.evolve import CHANGES, add_column
-from syncd.apply.sql import split_table_name
+from syncd.apply.positions import split_table_name
 from syncd.capture import source_errors
+from syncd.commands.schema_plan import (
+    Changes,
+    Statement,
+    WantedTable,
+    changes_for,
+    merge,
+    positions_changes,
+)
+from syncd.commands.schema_plan import wanted_columns as mapping_columns
 from syncd.config import Config, SourceConfig
 from syncd.errors import (
     ConfigError,
@@ -37,15 +46,6 @@ from syncd.errors import (
 from syncd.mapping import Mapping
 from syncd.schema import catalog
 from syncd.schema.catalog import SourceTable
-from syncd.schema.plan import (
-    Changes,
-    Statement,
-    WantedTable,
-    changes_for,
-    merge,
-    positions_changes,
-)
-from syncd.schema.plan import wanted_columns as mapping_columns
 
 log = logging.getLogger(__name__)
 

@@ -30,36 +30,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
-from syncd.apply.plan import Change
 from syncd.broker import Message
-from syncd.deadletter import ErrorClass, Reason
-
-TX_ID = "syncd-tx-id"
-TX_PART = "syncd-tx-part"
-TX_PARTS = "syncd-tx-parts"
-# An open transaction's next part is waited for this long before the unit is given up as
-# broken. syncd's capture commits all parts of a transaction on the broker at once, so they
-# come back to back; a wait this long means a publisher died mid-transaction, or a transaction
-# has more parts than the broker hands out unacknowledged (see PART_EVENTS).
-REST_WAIT_S = 30.0
-# Events per part, at most: a part is one message, and a consumer holds every part of an open
-# transaction unacknowledged. ActiveMQ stops dispatching to a consumer that holds more
-# unacknowledged messages than the queue's page size (maxPageSize: 200 on a stock broker, 2000
-# in activemq/syncd-broker) or its prefetch: 2,000 events a part keep a 100,000-row transaction
-# at 50 messages, and the largest transaction a stock broker can carry at ~150 parts (300,000
-# events).
-PART_EVENTS = 2000
-PART_BYTES = 4 * 1024 * 1024  # a part also closes at about this much JSON (wide rows)
-
-
-def part_headers(tx_id: str, part: int, last: bool) -> dict[str, str]:
-    """The ``syncd-tx-*`` headers of part ``part`` (1-based) of ``tx_id``."""
-    headers = {TX_ID: tx_id, TX_PART: str(part)}
-    if last:
-        headers[TX_PARTS] = str(part)
-    return headers
+from syncd.broker.parts import REST_WAIT_S, TX_ID, TX_PART, TX_PARTS
+from syncd.change import Change
+from syncd.deadletter.letters import ErrorClass, Reason
 
 
 class UnitKind(enum.Enum):
@@ -283,12 +259,12 @@ class Pending(Item, Protocol):
 
     events: list[Any]
     failures: dict[int, Reason]
-    changes: list[Change]
+    changes: list[tuple[int, Change]]  # each with the index of its event in the message
     skipped: list[str]
 
 
 def streamed(unit: Unit | None) -> bool:
-    """Whether ``unit`` is applied part by part (``syncd.apply.whole.apply_streamed``): a
+    """Whether ``unit`` is applied part by part (``syncd.pipeline.whole.apply_streamed``): a
     transaction of several parts — each but the last one full — is a large one."""
     return unit is not None and unit.kind is UnitKind.WHOLE and len(unit.items) > 1
 
@@ -350,22 +326,27 @@ def reject_failed(unit: Unit) -> bool:
     return False
 
 
-def groups(changes: Sequence[Change]) -> tuple[list[Change], list[int]]:
-    """``changes`` of the units that apply, each whole unit's together; and the group sizes.
+E = TypeVar("E", bound=tuple[Item, int, Change])
+
+
+def groups(entries: Sequence[E]) -> tuple[list[E], list[int]]:
+    """``entries`` (a change with its message and event index) of the units that apply, each
+    whole unit's together; and the group sizes.
 
     Units keep the order of their first change; a change of a single message is a group of
     its own (per-row, as ever), a whole transaction's changes are one group.
     """
-    by_unit: dict[int, list[Change]] = {}
+    by_unit: dict[int, list[E]] = {}
     units: dict[int, Unit | None] = {}
-    for change in changes:
-        unit: Unit | None = change.ref[0].unit
+    for entry in entries:
+        item, _, change = entry
+        unit = item.unit
         if unit is not None and not unit.applies:
             continue
         key = id(unit) if unit is not None else id(change)
         units[key] = unit
-        by_unit.setdefault(key, []).append(change)
-    ordered: list[Change] = []
+        by_unit.setdefault(key, []).append(entry)
+    ordered: list[E] = []
     sizes: list[int] = []
     for key, members in by_unit.items():
         ordered += members

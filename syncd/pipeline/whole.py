@@ -16,12 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
 from syncd.apply import Applier
-from syncd.apply.plan import Change, Verdict
-from syncd.apply.resilient import RetriesExhausted, RetryPolicy, blame
+from syncd.apply.plan import Verdict
+from syncd.apply.resilient import GaveUp, RetriesExhausted, RetryPolicy, Unapplied, blame
 from syncd.apply.stream import Stream
-from syncd.deadletter import ErrorClass, Reason
+from syncd.change import Change
+from syncd.deadletter.letters import ErrorClass, Reason
 from syncd.errors import PermanentApplyError, TargetUnavailable
-from syncd.transactions import WHOLE_MESSAGE, Pending
+from syncd.pipeline.transactions import WHOLE_MESSAGE, Pending
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ class Probing(Protocol):
 
 def apply_grouped(
     applier: Applier, changes: Sequence[Change], sizes: Sequence[int], policy: RetryPolicy
-) -> list[Verdict | Reason]:
-    """A verdict per change, or the ``Reason`` its group failed for; groups: ``sizes``, in order."""
+) -> list[Verdict | Unapplied]:
+    """A verdict per change, or why its group failed (``Unapplied``); the groups: ``sizes``."""
     if sum(sizes) != len(changes):
         raise ValueError(f"groups of {sum(sizes)} changes for {len(changes)} changes")
     bounds: list[tuple[int, int]] = []
@@ -47,16 +48,16 @@ def apply_grouped(
 
     def attempt(
         groups: Sequence[tuple[int, int]], policy: RetryPolicy, tries: int
-    ) -> list[Verdict | Reason]:
+    ) -> list[Verdict | Unapplied]:
         part = changes[groups[0][0] : groups[-1][1]]
         try:
-            return list[Verdict | Reason](policy.call(lambda: applier.apply_batch(part)))
+            return list[Verdict | Unapplied](policy.call(lambda: applier.apply_batch(part)))
         except PermanentApplyError as exc:
             tries += 1
-            failure = Reason(ErrorClass.REJECTED, str(exc), attempts=tries)
+            failure = Unapplied(GaveUp.REJECTED, str(exc), attempts=tries)
         except RetriesExhausted as exc:
             tries += exc.attempts
-            failure = Reason(ErrorClass.RETRIES_EXHAUSTED, str(exc), attempts=tries)
+            failure = Unapplied(GaveUp.RETRIES_EXHAUSTED, str(exc), attempts=tries)
             policy = policy.single_attempt()
         if len(groups) == 1:
             reason = _group_failure(applier, part, failure)
@@ -67,16 +68,16 @@ def apply_grouped(
     return attempt(bounds, policy, 0) if bounds else []
 
 
-def _group_failure(applier: Applier, group: Sequence[Change], failure: Reason) -> Reason:
+def _group_failure(applier: Applier, group: Sequence[Change], failure: Unapplied) -> Unapplied:
     """The reason a whole group failed, naming the change at fault where it can be found."""
     if len(group) == 1:
         return blame(group[0], failure)
-    if failure.error_class is ErrorClass.REJECTED and isinstance(applier, Probing):
+    if failure.why is GaveUp.REJECTED and isinstance(applier, Probing):
         found = _first_refused(applier, group)
         if found is not None:
             change, error = found
-            return blame(change, Reason(failure.error_class, error, attempts=failure.attempts))
-    return Reason(failure.error_class, failure.text, attempts=failure.attempts)
+            return blame(change, Unapplied(failure.why, error, attempts=failure.attempts))
+    return Unapplied(failure.why, failure.text, attempts=failure.attempts)
 
 
 def _first_refused(applier: Probing, group: Sequence[Change]) -> tuple[Change, str] | None:
@@ -156,7 +157,7 @@ def apply_streamed(
                 decode(item)
                 _refuse_if_failed(item, at[0])
                 by_database: dict[str, list[Change]] = defaultdict(list)
-                for change in item.changes:
+                for _, change in item.changes:
                     by_database[change.mapping.target_database].append(change)
                 for database, changes in by_database.items():
                     if database not in streams:
@@ -181,12 +182,12 @@ def apply_streamed(
     except _Refused as refused:
         return refused.reason
     except PermanentApplyError as exc:
-        failure = Reason(ErrorClass.REJECTED, str(exc), attempts=1)
+        failure = Unapplied(GaveUp.REJECTED, str(exc), attempts=1)
         if applying:
             database, changes = applying[0]
             failure = _group_failure(appliers[database], changes, failure)
         return Reason(
-            failure.error_class, f"part {at[0]}: {failure.text}", failure.mapping, failure.key, 1
+            ErrorClass.REJECTED, f"part {at[0]}: {failure.text}", failure.mapping, failure.key, 1
         )
     except RetriesExhausted as exc:
         return Reason(ErrorClass.RETRIES_EXHAUSTED, f"part {at[0]}: {exc}", attempts=exc.attempts)

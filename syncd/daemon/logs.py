@@ -21,7 +21,7 @@ def _quoted(value: Any) -> str:
 
 
 class KeyValueFormatter(logging.Formatter):
-    """``level=warning logger=syncd.consumer msg="dead-lettered" mapping=customers key=[7]``.
+    """``level=warning logger=syncd.pipeline.loop msg="dead-lettered" mapping=customers key=[7]``.
 
     Under systemd (``$JOURNAL_STREAM``) journald stamps the time; elsewhere a ``ts`` leads.
     """

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from syncd import consumer
 from syncd.broker import Message
 from syncd.config import DEFAULTS, ApplyConfig
-from syncd.consumer import WHOLE_MESSAGE, ApplyLoop, _Pending
-from syncd.deadletter import ErrorClass
+from syncd.deadletter.letters import ErrorClass
+from syncd.pipeline import loop
+from syncd.pipeline.loop import WHOLE_MESSAGE, ApplyLoop, _Pending
 
 EVENT = {"op": "c", "after": {"id": 1}, "source": {"name": "crm", "table": "t", "seq": 1}}
 
@@ -22,7 +22,7 @@ def load_defaults_apply() -> ApplyConfig:
 
 
 class _BrokenRouter:
-    def changes_for(self, event: Any, ref: Any = None) -> list[Any]:
+    def changes_for(self, event: Any) -> list[Any]:
         raise KeyError("a bug")
 
 
@@ -51,7 +51,7 @@ def test_an_unforeseen_decoding_error_dead_letters_the_message(
     def broken(*_args: Any) -> list[Any]:
         raise IndexError("deep inside")
 
-    monkeypatch.setattr(consumer, "decode_body", broken)
+    monkeypatch.setattr(loop, "decode_body", broken)
     item = _Pending(_message(EVENT))
     assert _loop()._decode_and_route(item) == []
     assert item.failures[WHOLE_MESSAGE].error_class is ErrorClass.DECODE

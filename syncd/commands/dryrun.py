@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from syncd import jsonvalue
-from syncd.apply.plan import Change
+from syncd.change import Change
 from syncd.errors import DecodeError, MappingApplyError, NoMappingError
 from syncd.events import BadEvent, ChangeEvent, Skipped, decode_body
 from syncd.mapping import Mapping

@@ -2,7 +2,7 @@
 :class:`Reader` that applies them and collects every problem with its file and line.
 
 What the settings are — their defaults, their rules and their sections — is
-:mod:`syncd.config`'s (and :mod:`syncd.config_sources`' for ``sources:``); this module only
+:mod:`syncd.config`'s (and :mod:`syncd.config.sources`' for ``sources:``); this module only
 knows how to read one.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from syncd.config.yamlfile import Node, describe, unknown_key
 from syncd.errors import Problem
-from syncd.yamlfile import Node, describe, unknown_key
 
 EXAMPLE_URL = "postgresql+psycopg2://syncd@127.0.0.1:5432/warehouse"
 

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from syncd.apply import Applier
-from syncd.apply.plan import Change, Verdict
-from syncd.apply.resilient import Interrupted, RetryPolicy, apply_isolating
-from syncd.apply.whole import apply_grouped, apply_streamed, streams_everywhere
+from syncd.apply.plan import Verdict
+from syncd.apply.resilient import GaveUp, Interrupted, RetryPolicy, Unapplied, apply_isolating
 from syncd.backoff import Backoff
 from syncd.broker import Message, Outgoing
+from syncd.change import Change
 from syncd.config import ApplyConfig, RetryConfig
-from syncd.deadletter import ErrorClass, Reason, dead_letter
+from syncd.deadletter.letters import ErrorClass, Reason, dead_letter
 from syncd.errors import (
     BrokerRefused,
     BrokerUnavailable,
@@ -41,13 +41,13 @@ from syncd.errors import (
     NoMappingError,
 )
 from syncd.events import BadEvent, Skipped, decode_body
-from syncd.ledger import DeliveryLedger
-from syncd.routing import Router
-from syncd.stats import Stats
-from syncd.transactions import (
+from syncd.pipeline.ledger import DeliveryLedger
+from syncd.pipeline.transactions import (
     WHOLE_MESSAGE,
     Framing,
     Unit,
+    UnitKind,
+    applied_events,
     decoded_later,
     frame,
     groups,
@@ -55,24 +55,17 @@ from syncd.transactions import (
     reject_whole,
     set_aside,
     streamed,
+    unit_events,
 )
+from syncd.pipeline.whole import apply_grouped, apply_streamed, streams_everywhere
+from syncd.routing import Router
+from syncd.telemetry.progress import Progress
+from syncd.telemetry.stats import Stats
 from syncd.values import printable
 
 log = logging.getLogger(__name__)
 
 PAUSE_S = 0.005  # no message for this long: the batch is as full as it will get soon
-
-
-class Progress(Protocol):
-    """Where the loop reports that it is alive and what it is doing (systemd's notify socket)."""
-
-    def ready(self, status: str) -> None: ...
-
-    def status(self, text: str) -> None: ...
-
-    def alive(self) -> None: ...
-
-    def waiting(self, status: str) -> None: ...
 
 
 class Broker(Protocol):
@@ -102,9 +95,11 @@ class _Pending:
     array: bool = False
     events: list[Any] = field(default_factory=list)
     failures: dict[int, Reason] = field(default_factory=dict)
-    changes: list[Change] = field(default_factory=list)
+    # The changes its events make, each with the index of its event in the message.
+    changes: list[tuple[int, Change]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # why each Debezium non-change was skipped
-    unit: Unit | None = None  # what it is applied with (syncd.transactions): itself, or its tx
+    # What it is applied with (syncd.pipeline.transactions): itself, or its transaction.
+    unit: Unit | None = None
 
 
 @dataclass
@@ -342,38 +337,45 @@ class ApplyLoop:
             "dead-lettered unprocessed",
             attempts=deaths,
         )
-        self._settle([_Pending(item.message, failures={WHOLE_MESSAGE: reason}) for item in items])
-        self._ledger.end([item.message.message_id for item in items])
+        items = [_Pending(item.message, failures={WHOLE_MESSAGE: reason}) for item in items]
+        # Forgotten only once their dead letters landed: a settle lost with the connection
+        # redelivers the messages, and their deaths must still count then, or they are
+        # processed (and kill the daemon) again.
+        if self._settle(items):
+            self._ledger.end([item.message.message_id for item in items])
 
     def _apply_and_settle(self, pending: list[_Pending], policy: RetryPolicy) -> None:
         started = time.perf_counter()
         units = list({id(item.unit): item.unit for item in pending if item.unit}.values())
         set_aside(units)  # broken, superseded, or holding an event that cannot be applied
-        self._stats.transactions_in_hand(units)
+        self._stats.transactions_in_hand(
+            [unit_events(u) for u in units if u.kind is UnitKind.WHOLE]
+        )
         if len(units) == 1 and self._streams(units[0]):
             self._apply_streamed(units[0], pending, policy)
             self._stats.batch_done(time.perf_counter() - started)
             return
-        by_database: dict[str, list[Change]] = defaultdict(list)
+        # Each change with where it came from: an outcome is pinned on its message's event.
+        by_database: dict[str, list[tuple[_Pending, int, Change]]] = defaultdict(list)
         for item in pending:
             if item.skipped:  # counted here, once per settled message, not per decoding
                 self._stats.skipped_messages(item.skipped)
-            for change in item.changes:
-                by_database[change.mapping.target_database].append(change)
+            for index, change in item.changes:
+                by_database[change.mapping.target_database].append((item, index, change))
         # Counted per batch: a counter and a metric per event would cost more than the event.
         counts: Counter[tuple[str, Verdict]] = Counter()
         newest: dict[str, int] = {}
         for database, arrived in by_database.items():
             # Databases in order: a transaction one of them rejected goes to none after it.
-            changes, sizes = groups(arrived)
+            entries, sizes = groups(arrived)
+            changes = [change for _, _, change in entries]
             if any(size > 1 for size in sizes):
                 results = apply_grouped(self._appliers[database], changes, sizes, policy)
             else:
                 results = apply_isolating(self._appliers[database], changes, policy)
-            for change, result in zip(changes, results, strict=True):
-                if isinstance(result, Reason):
-                    item, index = change.ref
-                    item.failures.setdefault(index, result)
+            for (item, index, change), result in zip(entries, results, strict=True):
+                if isinstance(result, Unapplied):
+                    item.failures.setdefault(index, _reason(result))
                     continue
                 name = change.mapping.name
                 counts[name, result] += 1
@@ -383,7 +385,7 @@ class ApplyLoop:
             for unit in units:
                 reject_failed(unit)
         self._stats.count_batch(counts, newest)
-        self._stats.count_transactions(units)
+        self._stats.count_transactions(applied_events(units))
         self._settle(pending)
         self._stats.batch_done(time.perf_counter() - started)
 
@@ -402,7 +404,7 @@ class ApplyLoop:
             self._stats.count_streamed(events)
         self._settle(pending)
 
-    def _decode_and_route(self, item: _Pending) -> list[Change]:
+    def _decode_and_route(self, item: _Pending) -> list[tuple[int, Change]]:
         message = item.message
         try:
             slots = decode_body(
@@ -419,7 +421,7 @@ class ApplyLoop:
             return []
         item.array = len(slots) > 1 or message.body.lstrip()[:1] == b"["
         item.events = [slot.raw for slot in slots]
-        changes: list[Change] = []
+        changes: list[tuple[int, Change]] = []
         for index, slot in enumerate(slots):
             if isinstance(slot, BadEvent):
                 item.failures[index] = Reason(ErrorClass.DECODE, str(slot.error))
@@ -428,7 +430,7 @@ class ApplyLoop:
                 item.skipped.append(slot.reason)
                 continue
             try:
-                changes += self._router.changes_for(slot, (item, index))
+                changes += [(index, change) for change in self._router.changes_for(slot)]
             except NoMappingError as exc:
                 item.failures[index] = Reason(ErrorClass.NO_MAPPING, str(exc))
             except MappingApplyError as exc:
@@ -438,11 +440,12 @@ class ApplyLoop:
                 item.failures[index] = Reason(ErrorClass.MAPPING, _unexpected(exc))
         return changes
 
-    def _settle(self, pending: list[_Pending]) -> None:
+    def _settle(self, pending: list[_Pending]) -> bool:
         """The one place where every message of the batch ends: acknowledged, dead letters sent.
 
         Acks are cumulative per subscription, so acknowledging the newest message of each
         destination settles the batch; its dead letters go in the same broker transaction.
+        False if the connection was lost first: the broker redelivers the batch.
         """
         letters: list[Outgoing] = []
         newest: dict[str, Message] = {}
@@ -462,12 +465,28 @@ class ApplyLoop:
                 log.warning("dead-lettered", extra={"context": context})
         if not self._broker.settle(list(newest.values()), letters):
             log.warning("connection lost before acknowledging %d messages", len(pending))
+            return False
+        return True
 
     def _dead_letter(self, item: _Pending, index: int, reason: Reason) -> Outgoing:
         queue = self._dead_letter_queue
         if index == WHOLE_MESSAGE or not item.array:
             return dead_letter(queue, item.message, reason)
         return dead_letter(queue, item.message, reason, index, item.events[index])
+
+
+# What the dead-letter queue calls each way applying can give up on a change.
+_GAVE_UP = {
+    GaveUp.REJECTED: ErrorClass.REJECTED,
+    GaveUp.RETRIES_EXHAUSTED: ErrorClass.RETRIES_EXHAUSTED,
+}
+
+
+def _reason(failure: Unapplied) -> Reason:
+    """A change that applying gave up on, as its dead letter says it."""
+    return Reason(
+        _GAVE_UP[failure.why], failure.text, failure.mapping, failure.key, failure.attempts
+    )
 
 
 def _unexpected(exc: Exception) -> str:

@@ -9,9 +9,8 @@ from collections import Counter
 
 from syncd.apply import evolve
 from syncd.apply.plan import Verdict
-from syncd.deadletter import Reason
-from syncd.metrics import Metrics
-from syncd.transactions import Unit, UnitKind, applied_events, unit_events
+from syncd.deadletter.letters import Reason
+from syncd.telemetry.metrics import Metrics
 
 log = logging.getLogger("syncd")
 
@@ -78,14 +77,14 @@ class Stats:
             self.dead_letters[labels] += 1
         self.metrics.dead_lettered.labels(*labels).inc()
 
-    def transactions_in_hand(self, units: list[Unit]) -> None:
-        """The largest source transaction of the batch being applied, in events."""
-        sizes = [unit_events(u) for u in units if u.kind is UnitKind.WHOLE]
+    def transactions_in_hand(self, sizes: list[int]) -> None:
+        """The largest source transaction of the batch being applied, in events (``sizes``:
+        the events of each whole transaction in the batch)."""
         self.metrics.transaction_in_hand.set(max(sizes, default=0))
 
-    def count_transactions(self, units: list[Unit]) -> None:
+    def count_transactions(self, sizes: list[int]) -> None:
         """Whole source transactions applied: how many, and how many events each carried."""
-        for events in applied_events(units):
+        for events in sizes:
             self.metrics.transactions_applied.inc()
             self.metrics.transaction_events.observe(events)
 

@@ -1,0 +1,1 @@
+"""The daemon: wiring the apply loop and the captures, reload, signals, sd_notify, logging."""

@@ -1,0 +1,1 @@
+"""Dead letters: what goes to the dead-letter queue and why."""

@@ -1,0 +1,1 @@
+"""The consume loop: batching, settling and acknowledging deliveries, and the crash-loop ledger."""

@@ -1,0 +1,1 @@
+"""What the daemon tells about itself: counts and summary lines, Prometheus metrics, /healthz."""

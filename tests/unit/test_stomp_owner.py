@@ -1,0 +1,105 @@
+"""One owner per connection: the commands of every thread run on one thread, in order."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from syncd.broker.stomp import _Owner
+
+
+def test_commands_from_many_threads_all_run_on_the_owner_thread_one_at_a_time() -> None:
+    owner = _Owner("stomp-test")
+    ran_on: list[str] = []
+    running = 0
+    overlapped = False
+
+    def command(n: int) -> int:
+        nonlocal running, overlapped
+        running += 1
+        overlapped = overlapped or running > 1
+        ran_on.append(threading.current_thread().name)
+        running -= 1
+        return n * 2
+
+    try:
+        with ThreadPoolExecutor(8) as callers:
+            results = list(callers.map(lambda n: owner.run(lambda: command(n)), range(400)))
+    finally:
+        owner.stop()
+    assert results == [n * 2 for n in range(400)]  # each caller gets its own command's result
+    assert set(ran_on) == {"stomp-test"} and len(ran_on) == 400
+    assert not overlapped
+
+
+def test_a_command_s_exception_is_raised_in_the_caller_and_the_owner_carries_on() -> None:
+    owner = _Owner("stomp-test")
+
+    def fails() -> None:
+        raise ConnectionResetError("gone")
+
+    try:
+        with pytest.raises(ConnectionResetError, match="gone"):
+            owner.run(fails)
+        assert owner.run(lambda: "still here") == "still here"
+    finally:
+        owner.stop()
+
+
+def test_commands_run_in_the_order_given() -> None:
+    owner = _Owner("stomp-test")
+    seen: list[int] = []
+    try:
+        for n in range(50):
+            owner.run(lambda n=n: seen.append(n))  # type: ignore[misc]
+    finally:
+        owner.stop()
+    assert seen == list(range(50))
+
+
+def test_a_stopped_owner_keeps_no_thread_and_starts_again_for_the_next_command() -> None:
+    owner = _Owner("stomp-test-restart")
+
+    def alive() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "stomp-test-restart"]
+
+    owner.run(lambda: None)
+    assert len(alive()) == 1
+    owner.stop()
+    assert alive() == []
+    owner.stop()  # stopping twice is harmless
+    assert owner.run(lambda: threading.current_thread().name) == "stomp-test-restart"
+    owner.stop()
+    assert alive() == []
+
+
+def test_a_command_given_on_the_owner_thread_runs_at_once_not_queued_behind_itself() -> None:
+    owner = _Owner("stomp-test")
+    try:
+        # A queued inner command would wait for the outer one, which waits for it: a deadlock.
+        assert owner.run(lambda: owner.run(lambda: "inner")) == "inner"
+    finally:
+        owner.stop()
+
+
+def test_stop_lets_the_commands_given_before_it_finish() -> None:
+    owner = _Owner("stomp-test")
+    release = threading.Event()
+    done: list[str] = []
+
+    def slow() -> None:
+        release.wait(10)
+        done.append("slow")
+
+    caller = threading.Thread(target=owner.run, args=(slow,))
+    caller.start()
+    stopper = threading.Thread(target=owner.stop)
+    while not any(t.name == "stomp-test" for t in threading.enumerate()):
+        threading.Event().wait(0.001)
+    stopper.start()
+    release.set()
+    stopper.join(10)
+    caller.join(10)
+    assert done == ["slow"] and not stopper.is_alive()
