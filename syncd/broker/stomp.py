@@ -116,9 +116,9 @@ class _Owner:
 
     def __init__(self, name: str):
         self._name = name
-        self._commands: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        # Each thread has a queue of its own: a thread stopping while the next one starts
+        # never takes (and runs) a command meant for its successor.
+        self._commands: _Commands = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # starting and stopping the thread
 
@@ -129,7 +129,10 @@ class _Owner:
         future: Future[T] = Future()
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+                self._commands = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=_work, args=(self._commands,), name=self._name, daemon=True
+                )
                 self._thread.start()
             self._commands.put((command, future))
         return future.result()
@@ -144,13 +147,18 @@ class _Owner:
         if thread is not threading.current_thread():
             thread.join()
 
-    def _work(self) -> None:
-        while (item := self._commands.get()) is not None:
-            command, future = item
-            try:
-                future.set_result(command())
-            except BaseException as exc:  # the caller decides: it is raised in its thread
-                future.set_exception(exc)
+
+_Commands = queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None]
+
+
+def _work(commands: _Commands) -> None:
+    """An owner thread: run its commands in order until told to stop (None)."""
+    while (item := commands.get()) is not None:
+        command, future = item
+        try:
+            future.set_result(command())
+        except BaseException as exc:  # the caller decides: it is raised in its thread
+            future.set_exception(exc)
 
 
 class StompBroker:

@@ -103,3 +103,25 @@ def test_stop_lets_the_commands_given_before_it_finish() -> None:
     stopper.join(10)
     caller.join(10)
     assert done == ["slow"] and not stopper.is_alive()
+
+
+def test_commands_given_while_the_owner_stops_run_on_their_own_thread_and_none_hangs() -> None:
+    # A command that arrives while the thread stops goes to a fresh thread; were it taken by
+    # the stopping one, a command that gives another (run on "its" thread at once) would wait
+    # for itself.
+    owner = _Owner("stomp-test-race")
+    finished: list[int] = []
+
+    def caller() -> None:
+        for n in range(200):
+            assert owner.run(lambda: owner.run(lambda: n)) == n  # noqa: B023
+            finished.append(n)
+
+    worker = threading.Thread(target=caller)
+    worker.start()
+    while worker.is_alive():
+        owner.stop()
+    worker.join(30)
+    owner.stop()
+    assert not worker.is_alive() and finished == list(range(200))
+    assert [t for t in threading.enumerate() if t.name == "stomp-test-race"] == []
