@@ -1,0 +1,119 @@
+"""Waiting for the stream: a row that changed while verify read it is not a difference.
+
+Verify reads the source and the target at slightly different moments, while capture and apply
+run; a key that differs may only be in flight. So such keys are compared again once the
+daemon has applied everything the source had committed when the second look began:
+
+1. the source's position now — the WAL insert position (logical), the outbox's highest id
+   (outbox);
+2. the capture has published past it — the slot's ``confirmed_flush_lsn`` (which capture moves
+   only after the broker's receipt), no outbox row at or below that id left;
+3. the consumer has taken what was on the queue then — the broker's dequeue count (messages
+   acknowledged, which the consumer does only after the commit) reaches the enqueue count read
+   after step 2.
+
+A key changed again after step 1 may still differ; it is compared again in the next round, a
+bounded number of times (``SETTLE_ROUNDS``). A key corrupted in the target differs in every
+round: only those are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from syncd.broker.statistics import queue_statistics
+from syncd.capture.logical_setup import slot_name
+from syncd.capture.outbox_ddl import OUTBOX
+from syncd.config import BrokerConfig, SourceConfig
+from syncd.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+SETTLE_ROUNDS = 4  # looks at a differing key after the first, each after the daemon caught up
+SETTLE_TIMEOUT_S = 60.0  # at most this long per wait for capture, and for the consumer
+POLL_S = 0.2
+STATISTICS_TIMEOUT_S = 5.0
+
+
+class Settler:
+    """Waits until the daemon has applied what ``source`` had committed (see module doc)."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        source: SourceConfig,
+        conn: Connection,
+        timeout_s: float = SETTLE_TIMEOUT_S,
+    ) -> None:
+        self._broker = broker
+        self._source = source
+        self._conn = conn
+        self._timeout_s = timeout_s
+        self._warned: set[str] = set()
+
+    def settle(self) -> None:
+        """Return once the daemon has applied past the source's position now (or time is up,
+        which is logged: the comparison that follows may then report rows still in flight)."""
+        mark = self._mark()
+        deadline = time.monotonic() + self._timeout_s
+        while not self._captured(mark):
+            if time.monotonic() > deadline:
+                self._warn(
+                    "capture",
+                    f"source {self._source.name}: capture has not published past position "
+                    f"{mark} in {self._timeout_s:g} s (is `syncd run` capturing it?)",
+                )
+                break
+            time.sleep(POLL_S)
+        self._drained()
+
+    def _mark(self) -> int:
+        if self._source.capture == "logical":
+            sql = "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"
+            return int(self._conn.execute(sa.text(sql)).scalar_one())
+        sql = f"SELECT coalesce(max(id), 0) FROM {OUTBOX} WHERE source = :source"
+        return int(self._conn.execute(sa.text(sql), {"source": self._source.name}).scalar_one())
+
+    def _captured(self, mark: int) -> bool:
+        if self._source.capture == "logical":
+            sql = (
+                "SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
+                "WHERE slot_name = :slot"
+            )
+            found = self._conn.execute(sa.text(sql), {"slot": slot_name(self._source.name)})
+            confirmed = found.scalar()
+            return confirmed is not None and int(confirmed) >= mark
+        sql = f"SELECT NOT EXISTS (SELECT 1 FROM {OUTBOX} WHERE source = :source AND id <= :mark)"
+        found = self._conn.execute(sa.text(sql), {"source": self._source.name, "mark": mark})
+        return bool(found.scalar_one())
+
+    def _drained(self) -> None:
+        queue = self._source.queue
+        try:
+            stats = queue_statistics(self._broker, [queue], STATISTICS_TIMEOUT_S)[queue]
+            if stats.consumers == 0:
+                self._warn("consumer", f"{queue} has no consumer (is `syncd run` applying it?)")
+                return
+            goal = stats.enqueued
+            deadline = time.monotonic() + self._timeout_s
+            while stats.dequeued < goal and time.monotonic() < deadline:
+                time.sleep(POLL_S)
+                stats = queue_statistics(self._broker, [queue], STATISTICS_TIMEOUT_S)[queue]
+            if stats.dequeued < goal:
+                self._warn(
+                    "consumer", f"{queue}: the consumer has not caught up in {self._timeout_s:g} s"
+                )
+        except BrokerUnavailable as exc:
+            # Without the broker's statistics the consumer cannot be waited for; the rounds
+            # that follow still give it time.
+            self._warn("statistics", f"cannot read the statistics of {queue}: {exc}")
+            time.sleep(1.0)
+
+    def _warn(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning("verify: %s", message)
