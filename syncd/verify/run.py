@@ -196,14 +196,20 @@ def _rows(sides: Sides, pool: ThreadPoolExecutor, lo: str | None, hi: str | None
 def _settle(
     sides: Sides, settler: Settler, found: Differences, rounds: int = SETTLE_ROUNDS
 ) -> None:
-    """Compare the differing keys again, each time after the daemon caught up; what stays
-    different in every round is what ``found`` keeps."""
+    """Compare the differing keys again, each time after the daemon caught up, until they
+    look the same twice running (not in flight) or the rounds are over; ``found`` keeps what
+    still differs."""
+    previous = None
     for _ in range(rounds):
         keys = found.keys()
         if not keys:
             return
         settler.settle()
-        found.replace(keys, sides.compare_keys(keys))
+        again, looked = sides.compare_keys(keys)
+        found.replace(keys, again)
+        if looked == previous:
+            return
+        previous = looked
 
 
 def _estimate(conn: Connection, plan: Plan) -> int | None:

@@ -4,17 +4,21 @@ Verify reads the source and the target at slightly different moments, while capt
 run; a key that differs may only be in flight. So such keys are compared again once the
 daemon has applied everything the source had committed when the second look began:
 
-1. the source's position now — the WAL insert position (logical), the outbox's highest id
-   (outbox);
-2. the capture has published past it — the slot's ``confirmed_flush_lsn`` (which capture moves
-   only after the broker's receipt), no outbox row at or below that id left;
+1. the source's position now — the WAL flushed so far (logical: every commit is in it), the
+   outbox's highest id (outbox);
+2. the capture has published past it — logical: the slot's ``confirmed_flush_lsn`` (which the
+   capture moves only after the broker's receipt) is past it, or the WAL sender has sent the
+   capture everything up to it and ``CAPTURE_GRACE_S`` has passed (an idle capture confirms
+   only every status interval, 10 s; a busy one publishes what it received at once); outbox:
+   no outbox row at or below that id is left (the relay deletes them after the receipt);
 3. the consumer has taken what was on the queue then — the broker's dequeue count (messages
    acknowledged, which the consumer does only after the commit) reaches the enqueue count read
    after step 2.
 
 A key changed again after step 1 may still differ; it is compared again in the next round, a
-bounded number of times (``SETTLE_ROUNDS``). A key corrupted in the target differs in every
-round: only those are reported.
+bounded number of times (``SETTLE_ROUNDS``), until both sides hold the same for it in two
+rounds running. A key corrupted in the target differs in every round: only those are
+reported.
 """
 
 from __future__ import annotations
@@ -35,8 +39,18 @@ log = logging.getLogger(__name__)
 
 SETTLE_ROUNDS = 4  # looks at a differing key after the first, each after the daemon caught up
 SETTLE_TIMEOUT_S = 60.0  # at most this long per wait for capture, and for the consumer
-POLL_S = 0.2
+POLL_S = 0.1
+CAPTURE_GRACE_S = 0.3
 STATISTICS_TIMEOUT_S = 5.0
+
+
+# How far the capture has confirmed, and how far its WAL sender has sent it (NULL unless the
+# user may read pg_stat_replication of that connection).
+_SLOT_PROGRESS = """
+SELECT s.confirmed_flush_lsn - '0/0'::pg_lsn, r.sent_lsn - '0/0'::pg_lsn
+FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+WHERE s.slot_name = :slot
+"""
 
 
 class Settler:
@@ -60,7 +74,7 @@ class Settler:
         which is logged: the comparison that follows may then report rows still in flight)."""
         mark = self._mark()
         deadline = time.monotonic() + self._timeout_s
-        while not self._captured(mark):
+        while not self._captured(mark, deadline):
             if time.monotonic() > deadline:
                 self._warn(
                     "capture",
@@ -73,20 +87,22 @@ class Settler:
 
     def _mark(self) -> int:
         if self._source.capture == "logical":
-            sql = "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"
+            sql = "SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn"
             return int(self._conn.execute(sa.text(sql)).scalar_one())
         sql = f"SELECT coalesce(max(id), 0) FROM {OUTBOX} WHERE source = :source"
         return int(self._conn.execute(sa.text(sql), {"source": self._source.name}).scalar_one())
 
-    def _captured(self, mark: int) -> bool:
+    def _captured(self, mark: int, deadline: float) -> bool:
         if self._source.capture == "logical":
-            sql = (
-                "SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
-                "WHERE slot_name = :slot"
-            )
-            found = self._conn.execute(sa.text(sql), {"slot": slot_name(self._source.name)})
-            confirmed = found.scalar()
-            return confirmed is not None and int(confirmed) >= mark
+            confirmed, sent = self._conn.execute(
+                sa.text(_SLOT_PROGRESS), {"slot": slot_name(self._source.name)}
+            ).one_or_none() or (None, None)
+            if confirmed is not None and int(confirmed) >= mark:
+                return True
+            if sent is None or int(sent) < mark:
+                return False
+            time.sleep(min(CAPTURE_GRACE_S, max(0.0, deadline - time.monotonic())))
+            return True
         sql = f"SELECT NOT EXISTS (SELECT 1 FROM {OUTBOX} WHERE source = :source AND id <= :mark)"
         found = self._conn.execute(sa.text(sql), {"source": self._source.name, "mark": mark})
         return bool(found.scalar_one())

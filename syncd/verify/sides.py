@@ -34,6 +34,7 @@ from syncd.verify.compare import Differences, diff_rows
 from syncd.verify.plan import ALIAS, Plan, bounds, keys_list
 
 Digests = dict[str, str]  # key text -> md5 of the row text
+Looked = frozenset[tuple[str, str | None, str | None]]  # (key, source digest, target digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +105,11 @@ class Sides:
 
     # -- key lists ----------------------------------------------------------------------------
 
-    def compare_keys(self, keys: set[str]) -> Differences:
-        """Compare just ``keys`` again (their ``compared`` is how many the source has)."""
+    def compare_keys(self, keys: set[str]) -> tuple[Differences, Looked]:
+        """Compare just ``keys`` again: their differences, and what each side held for them
+        (equal between two looks: nothing moved)."""
         if not keys:
-            return Differences()
+            return Differences(), frozenset()
         plan = self.plan
         listed = jsonvalue.dumps([jsonvalue.loads(key) for key in sorted(keys)])
         source_where = f"({plan.source_keys()}) IN ({keys_list(plan.source_key_types())})"
@@ -118,7 +120,8 @@ class Sides:
         else:
             expected = self._expected(source_where, params, order=False)
         held = self._target_digests(target_where, params)
-        return diff_rows(expected, held, plan.counts_extra)
+        looked = frozenset((key, expected.get(key), held.get(key)) for key in keys)
+        return diff_rows(expected, held, plan.counts_extra), looked
 
     def source_rows(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The current source rows of ``keys``, as the capture would send them (``capture``)."""
