@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from syncd import cli
 from syncd.config import load_config
 from syncd.mapping import load_mappings
 from syncd.verify import run as verify_run
@@ -30,8 +31,8 @@ from tests.services import Broker, PostgresCluster
 pytestmark = pytest.mark.integration
 
 _runs = itertools.count(1)
-ROWS = 2500
-STREAM_KEYS = 400  # the live stream changes ids 1..STREAM_KEYS; corruption stays above
+ROWS = 1000
+STREAM_KEYS = 200  # the live stream changes ids 1..STREAM_KEYS; corruption stays above
 SYNC_TIMEOUT_S = 60
 
 SOURCE_SCHEMA = """
@@ -314,9 +315,9 @@ def test_live_stream_is_not_a_difference_and_repair_wins_over_corruption(world: 
         assert code == 0, (reports, stderr)
         assert _counts(reports["items"]) == (0, 0, 0)
         world.target_sql(
-            "UPDATE item_copy SET name = 'corrupt' WHERE id IN (1001, 1002)",
-            "UPDATE item_copy SET price = price + 0.01 WHERE id = 1003",
-            "DELETE FROM item_copy WHERE id IN (1004, 1005)",
+            "UPDATE item_copy SET name = 'corrupt' WHERE id IN (601, 602)",
+            "UPDATE item_copy SET price = price + 0.01 WHERE id = 603",
+            "DELETE FROM item_copy WHERE id IN (604, 605)",
             "INSERT INTO item_copy (id, name) VALUES (900001, 'x'), (900002, 'x'), (900003, 'x'), "
             "(900004, 'x')",
         )
@@ -325,9 +326,9 @@ def test_live_stream_is_not_a_difference_and_repair_wins_over_corruption(world: 
         record = reports["items"]
         assert _counts(record) == (2, 4, 3), record
         assert record["compared"] >= ROWS - STREAM_KEYS
-        assert record["samples"]["missing"] == [{"id": 1004}, {"id": 1005}]
+        assert record["samples"]["missing"] == [{"id": 604}, {"id": 605}]
         assert record["samples"]["extra"] == [{"id": 900001 + i} for i in range(4)]
-        assert record["samples"]["different"] == [{"id": 1001}, {"id": 1002}, {"id": 1003}]
+        assert record["samples"]["different"] == [{"id": 601}, {"id": 602}, {"id": 603}]
         code, reports, stderr = world.verify("--mapping", "items", "--repair")
         assert code == 0, (reports, stderr)
         assert reports["items"]["repaired"]["events"] >= 9
@@ -341,38 +342,43 @@ def test_live_stream_is_not_a_difference_and_repair_wins_over_corruption(world: 
     assert code == 0, (reports, stderr)
 
 
+LOGICAL_ONLY = pytest.mark.parametrize("world", ["logical"], indirect=True)
+
+
+@LOGICAL_ONLY  # the capture mode changes only how rows are read: the stream test covers both
 def test_soft_deletes_filters_and_transforms_are_followed(world: World) -> None:
-    world.source_sql("DELETE FROM items WHERE id = 2001")
-    wait_until(lambda: _soft_deleted(world, 2001), SYNC_TIMEOUT_S, "the soft delete")
+    world.source_sql("DELETE FROM items WHERE id = 701")
+    wait_until(lambda: _soft_deleted(world, 701), SYNC_TIMEOUT_S, "the soft delete")
     code, reports, stderr = world.verify("--mapping", "items_soft", "--mapping", "items_eu")
     assert code == 0, (reports, stderr)  # a soft-deleted target row equals a missing source row
     world.target_sql(
-        "UPDATE item_soft SET deleted_at = NULL WHERE id = 2001",  # back from the dead: extra
-        "UPDATE item_soft SET deleted_at = now() WHERE id = 2002",  # gone too early: missing
-        "INSERT INTO item_eu VALUES (2005, 'X', 'US', 'eu')",  # a row the filter keeps out
-        "UPDATE item_eu SET name_upper = lower(name_upper) WHERE item_id = 2010",
-        "UPDATE item_eu SET tag = 'us' WHERE item_id = 2013",  # a set: constant
+        "UPDATE item_soft SET deleted_at = NULL WHERE id = 701",  # back from the dead: extra
+        "UPDATE item_soft SET deleted_at = now() WHERE id = 702",  # gone too early: missing
+        "INSERT INTO item_eu VALUES (707, 'X', 'US', 'eu')",  # a row the filter keeps out
+        "UPDATE item_eu SET name_upper = lower(name_upper) WHERE item_id = 738",
+        "UPDATE item_eu SET tag = 'us' WHERE item_id = 723",  # a set: constant
     )
     code, reports, stderr = world.verify("--mapping", "items_soft", "--mapping", "items_eu")
     assert code == 5, stderr
     assert _counts(reports["items_soft"]) == (1, 1, 0), reports["items_soft"]
     assert _counts(reports["items_eu"]) == (0, 1, 2), reports["items_eu"]
-    assert reports["items_eu"]["samples"]["extra"] == [{"id": 2005}]
+    assert reports["items_eu"]["samples"]["extra"] == [{"id": 707}]
     code, reports, stderr = world.verify(
         "--mapping", "items_soft", "--mapping", "items_eu", "--repair"
     )
     assert code == 0, (reports, stderr)
     with world.target.connect() as conn:
         assert (
-            conn.execute(sa.text("SELECT count(*) FROM item_eu WHERE item_id = 2005")).scalar() == 0
+            conn.execute(sa.text("SELECT count(*) FROM item_eu WHERE item_id = 707")).scalar() == 0
         )
         deleted = "SELECT deleted_at IS NOT NULL FROM item_soft WHERE id = :id"
-        assert conn.execute(sa.text(deleted), {"id": 2001}).scalar() is True
-        assert conn.execute(sa.text(deleted), {"id": 2002}).scalar() is False
-    world.source_sql(_INSERT_ITEM, **_item(2001, random.Random(1)))  # as it was
+        assert conn.execute(sa.text(deleted), {"id": 701}).scalar() is True
+        assert conn.execute(sa.text(deleted), {"id": 702}).scalar() is False
+    world.source_sql(_INSERT_ITEM, **_item(701, random.Random(1)))  # as it was
     wait_until(world.synced, SYNC_TIMEOUT_S, "the target to equal the source")
 
 
+@LOGICAL_ONLY
 def test_odd_composite_keys_and_values_compare_exactly(world: World) -> None:
     world.target_sql(
         "UPDATE pair_copy SET v = 'changed' WHERE a = 1 AND b = 'straße'",
@@ -395,6 +401,7 @@ def test_odd_composite_keys_and_values_compare_exactly(world: World) -> None:
     assert code == 0, (reports, stderr)
 
 
+@LOGICAL_ONLY
 def test_small_chunks_bisect_to_the_same_differences(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -402,7 +409,7 @@ def test_small_chunks_bisect_to_the_same_differences(
     monkeypatch.setattr(verify_run, "CHUNK_ROWS", 300)
     monkeypatch.setattr(verify_run, "LEAF_ROWS", 8)
     world.target_sql(
-        "UPDATE item_copy SET flag = NOT flag WHERE id IN (300, 301, 600, 2500)",
+        "UPDATE item_copy SET flag = NOT flag WHERE id IN (300, 301, 600, 1000)",
         "DELETE FROM item_copy WHERE id IN (1, 299)",
     )
     config = load_config(world.config)
@@ -416,13 +423,15 @@ def test_small_chunks_bisect_to_the_same_differences(
         assert world.verify("--mapping", "items", "--repair")[0] == 0
 
 
-def test_bad_mapping_choices_exit_2_with_the_reason(world: World) -> None:
-    result = syncd("verify", "-c", str(world.config), "--mapping", "nope")
-    assert result.returncode == 2
-    assert "no mapping named nope" in result.stderr
-    result = syncd("verify", "-c", str(world.config), "--mapping", "published")
-    assert result.returncode == 2
-    assert "verify.yaml" in result.stderr and "not a capture source" in result.stderr
+@LOGICAL_ONLY
+def test_bad_mapping_choices_exit_2_with_the_reason(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["verify", "-c", str(world.config), "--mapping", "nope"]) == 2
+    assert "no mapping named nope" in capsys.readouterr().err
+    assert cli.main(["verify", "-c", str(world.config), "--mapping", "published"]) == 2
+    error = capsys.readouterr().err
+    assert "verify.yaml:" in error and "not a capture source" in error
 
 
 def _soft_deleted(world: World, key: int) -> bool:
