@@ -9,7 +9,7 @@ help:
 	@echo "make demo   - install what is missing, start a local broker, sync the example events, show them"
 	@echo "make test   - lint, type-check and the whole test suite (starts its own broker and PostgreSQL)"
 	@echo "make fuzz   - hostile message bodies through decode, routing and each driver (minutes)"
-	@echo "make bench  - throughput, latency and memory against its own broker and PostgreSQL (~1-2 min)"
+	@echo "make bench  - throughput, latency, memory and verify against its own broker and PostgreSQL (~2-3 min)"
 	@echo "make venv   - the .venv with syncd and its test tools"
 
 system-deps:  ## ActiveMQ (Java 17) and PostgreSQL from Debian's packages, where missing

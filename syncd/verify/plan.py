@@ -1,7 +1,8 @@
 """What ``syncd verify`` compares for one mapping, and the SQL that makes each side's rows.
 
 Both sides are reduced to the same thing: per row, the JSON text of its key (``key_text``) and
-the md5 of the JSON text of its key and compared columns (``row_text``), every value in the
+the JSON text of its key and compared columns (``row_text``; a chunk is digested by the sum of
+its rows' 64-bit hashes, a row by its md5), every value in the
 *target* column's type — the source column is cast to it where the types differ, as the
 target would have cast what the event carried. ``json_build_array`` spells each type one way
 whatever the database, once both sessions agree on the time zone and styles
