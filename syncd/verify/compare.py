@@ -75,11 +75,18 @@ def diff_rows(
 def samples(differences: Differences, key_columns: tuple[str, ...]) -> dict[str, list[Any]]:
     """Up to SAMPLE_KEYS keys of each kind, as ``{source key column: value}`` objects."""
     return {
-        kind: [
-            key_object(key, key_columns) for key in sorted(getattr(differences, kind))[:SAMPLE_KEYS]
-        ]
+        kind: [key_object(key, key_columns) for key in _in_order(getattr(differences, kind))]
         for kind in KINDS
     }
+
+
+def _in_order(keys: set[str]) -> list[str]:
+    """The first SAMPLE_KEYS keys in key order (by value: [2] before [10]; by text where the
+    values do not compare)."""
+    try:
+        return sorted(keys, key=jsonvalue.loads)[:SAMPLE_KEYS]
+    except TypeError:
+        return sorted(keys)[:SAMPLE_KEYS]
 
 
 def key_object(key: str, key_columns: tuple[str, ...]) -> dict[str, Any]:

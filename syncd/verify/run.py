@@ -58,7 +58,13 @@ def choose_mappings(
         if problems:
             raise ConfigError(problems)
         return chosen
-    chosen = [m for m in mappings if _unverifiable(config, m) is None]
+    chosen = []
+    for mapping in mappings:
+        problem = _unverifiable(config, mapping)
+        if problem is None:
+            chosen.append(mapping)
+        else:
+            log.info("verify: skipped: %s", problem)
     if not chosen:
         message = (
             "verify compares mappings whose source system is a capture source (sources: in "

@@ -47,7 +47,7 @@ STATISTICS_TIMEOUT_S = 5.0
 # How far the capture has confirmed, and how far its WAL sender has sent it (NULL unless the
 # user may read pg_stat_replication of that connection).
 _SLOT_PROGRESS = """
-SELECT s.confirmed_flush_lsn - '0/0'::pg_lsn, r.sent_lsn - '0/0'::pg_lsn
+SELECT s.confirmed_flush_lsn - '0/0'::pg_lsn, r.sent_lsn - '0/0'::pg_lsn, s.active
 FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
 WHERE s.slot_name = :slot
 """
@@ -67,23 +67,25 @@ class Settler:
         self._source = source
         self._conn = conn
         self._timeout_s = timeout_s
-        self._warned: set[str] = set()
+        # What did not catch up once (or is not running) is not waited for again: the later
+        # rounds still compare, but verify without a daemon should not wait a minute a round.
+        self._stalled: set[str] = set()
 
     def settle(self) -> None:
         """Return once the daemon has applied past the source's position now (or time is up,
         which is logged: the comparison that follows may then report rows still in flight)."""
         mark = self._mark()
         deadline = time.monotonic() + self._timeout_s
-        while not self._captured(mark, deadline):
+        while "capture" not in self._stalled and not self._captured(mark, deadline):
             if time.monotonic() > deadline:
-                self._warn(
+                self._stall(
                     "capture",
                     f"source {self._source.name}: capture has not published past position "
                     f"{mark} in {self._timeout_s:g} s (is `syncd run` capturing it?)",
                 )
-                break
             time.sleep(POLL_S)
-        self._drained()
+        if "consumer" not in self._stalled:
+            self._drained()
 
     def _mark(self) -> int:
         if self._source.capture == "logical":
@@ -94,10 +96,17 @@ class Settler:
 
     def _captured(self, mark: int, deadline: float) -> bool:
         if self._source.capture == "logical":
-            confirmed, sent = self._conn.execute(
+            confirmed, sent, active = self._conn.execute(
                 sa.text(_SLOT_PROGRESS), {"slot": slot_name(self._source.name)}
-            ).one_or_none() or (None, None)
+            ).one_or_none() or (None, None, False)
             if confirmed is not None and int(confirmed) >= mark:
+                return True
+            if not active:
+                self._stall(
+                    "capture",
+                    f"source {self._source.name}: nothing reads its replication slot (is "
+                    "`syncd run` capturing it?)",
+                )
                 return True
             if sent is None or int(sent) < mark:
                 return False
@@ -112,7 +121,7 @@ class Settler:
         try:
             stats = queue_statistics(self._broker, [queue], STATISTICS_TIMEOUT_S)[queue]
             if stats.consumers == 0:
-                self._warn("consumer", f"{queue} has no consumer (is `syncd run` applying it?)")
+                self._stall("consumer", f"{queue} has no consumer (is `syncd run` applying it?)")
                 return
             goal = stats.enqueued
             deadline = time.monotonic() + self._timeout_s
@@ -120,16 +129,16 @@ class Settler:
                 time.sleep(POLL_S)
                 stats = queue_statistics(self._broker, [queue], STATISTICS_TIMEOUT_S)[queue]
             if stats.dequeued < goal:
-                self._warn(
+                self._stall(
                     "consumer", f"{queue}: the consumer has not caught up in {self._timeout_s:g} s"
                 )
         except BrokerUnavailable as exc:
             # Without the broker's statistics the consumer cannot be waited for; the rounds
             # that follow still give it time.
-            self._warn("statistics", f"cannot read the statistics of {queue}: {exc}")
+            self._stall("consumer", f"cannot read the statistics of {queue}: {exc}")
             time.sleep(1.0)
 
-    def _warn(self, what: str, message: str) -> None:
-        if what not in self._warned:
-            self._warned.add(what)
-            log.warning("verify: %s", message)
+    def _stall(self, what: str, message: str) -> None:
+        if what not in self._stalled:
+            self._stalled.add(what)
+            log.warning("verify: %s; keys that differ are compared again without waiting", message)
