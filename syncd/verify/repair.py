@@ -72,25 +72,24 @@ def _repair_outbox(sides: Sides, keys: list[str], engine: Engine) -> int:
     plan = sides.plan
     origin = {"schema": plan.source_schema, "table": plan.source_table}
     written = 0
-    for key in keys:
-        with engine.begin() as conn:
-            reader = table_reader(conn, plan.source, plan.qualified_source)
-            sql = (
-                f"SELECT {', '.join(reader.values)} FROM {plan.source_name} AS {ALIAS} "
-                f"WHERE ({plan.source_keys()}) IN ({keys_list(plan.source_key_types())}) "
-                f"FOR SHARE OF {ALIAS}"
-            )
-            found = conn.execute(sa.text(sql), {"keys": f"[{key}]"}).all()
-            if found:
-                event = {
-                    "op": "u",
-                    "before": None,
-                    "after": reader.to_row(found[0]),
-                    "source": origin,
-                }
-            else:
-                event = {"op": "d", "before": _key_row(plan, key), "after": None, "source": origin}
-            write_event(conn, plan.source.name, event)
+    with engine.connect() as conn:
+        reader = table_reader(conn, plan.source, plan.qualified_source)
+        conn.commit()
+        sql = sa.text(
+            f"SELECT {', '.join(reader.values)} FROM {plan.source_name} AS {ALIAS} "
+            f"WHERE ({plan.source_keys()}) IN ({keys_list(plan.source_key_types())}) "
+            f"FOR SHARE OF {ALIAS}"
+        )
+        for key in keys:
+            # One short transaction per key: the share lock is held from the read to the
+            # outbox row's commit, and no longer.
+            with conn.begin():
+                found = conn.execute(sql, {"keys": f"[{key}]"}).all()
+                if found:
+                    event = {"op": "u", "before": None, "after": reader.to_row(found[0])}
+                else:
+                    event = {"op": "d", "before": _key_row(plan, key), "after": None}
+                write_event(conn, plan.source.name, {**event, "source": origin})
             written += 1
     return written
 

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 10_000
 LEAF_ROWS = 256
+MAX_DEPTH = 30  # halvings of one chunk: only a table changing under verify gets near it
 PROGRESS_EVERY_S = 0.5
 
 
@@ -148,7 +149,9 @@ def _verify_mapping(
         verdict = Verdict(mapping.name, mapping.key, found)
         if publisher is None or not found.keys():
             return verdict
-        outbox = stack.enter_context(_engine(source.url)) if source.capture == "outbox" else None
+        outbox = None
+        if source.capture == "outbox":
+            outbox = stack.enter_context(_engine(source.url, autocommit=False))
         verdict.found = Differences(
             found.compared, set(found.missing), set(found.extra), set(found.different)
         )
@@ -178,18 +181,23 @@ def _walk(sides: Sides, pool: ThreadPoolExecutor, progress: _Progress) -> Differ
         lo = hi
 
 
-def _bisect(sides: Sides, pool: ThreadPoolExecutor, lo: str | None, hi: str | None) -> Differences:
+def _bisect(
+    sides: Sides, pool: ThreadPoolExecutor, lo: str | None, hi: str | None, depth: int = 0
+) -> Differences:
     """Differences in ``(lo, hi]``: digests first, halves of a differing range, rows last."""
     source_future = pool.submit(sides.source_summary, lo, hi)
     held = sides.target_summary(lo, hi)
     expected = source_future.result()
     if expected == held:
         return Differences(compared=expected.rows)
-    if expected.rows <= LEAF_ROWS:
+    # The middle is looked up within (lo, hi]: rows deleted meanwhile cannot push it out.
+    middle = None
+    if expected.rows > LEAF_ROWS and depth < MAX_DEPTH:
+        middle = sides.boundary(lo, expected.rows // 2 - 1, hi)
+    if middle is None or middle == hi:
         return _rows(sides, pool, lo, hi)
-    middle = sides.boundary(lo, expected.rows // 2 - 1)
-    found = _bisect(sides, pool, lo, middle)
-    found.add(_bisect(sides, pool, middle, hi))
+    found = _bisect(sides, pool, lo, middle, depth + 1)
+    found.add(_bisect(sides, pool, middle, hi, depth + 1))
     return found
 
 
@@ -232,12 +240,13 @@ def _session(url: sa.URL) -> Iterator[Connection]:
 
 
 @contextmanager
-def _engine(url: sa.URL) -> Iterator[Engine]:
+def _engine(url: sa.URL, autocommit: bool = True) -> Iterator[Engine]:
     # AUTOCOMMIT: every query sees what is committed now, and no transaction is held open.
+    # (Not for the outbox repair, whose lock must last its transaction.)
     engine = sa.create_engine(
         url,
         poolclass=NullPool,
-        isolation_level="AUTOCOMMIT",
+        isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
         connect_args={"options": SESSION_OPTIONS, "connect_timeout": 10},
     )
     try:

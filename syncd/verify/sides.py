@@ -61,10 +61,11 @@ class Sides:
 
     # -- key ranges ---------------------------------------------------------------------------
 
-    def boundary(self, lo: str | None, offset: int) -> str | None:
-        """The key ``offset`` rows after ``lo`` (0: the first after it) in the source."""
+    def boundary(self, lo: str | None, offset: int, hi: str | None = None) -> str | None:
+        """The key ``offset`` rows after ``lo`` (0: the first after it) in the source, up to
+        ``hi``; None if there are not that many."""
         plan = self.plan
-        where, params = _range(plan.source_order(), plan.source_key_types(), lo, None)
+        where, params = _range(plan.source_order(), plan.source_key_types(), lo, hi)
         sql = (
             f"SELECT {plan.source_key_text()} FROM {plan.source_name} AS {ALIAS} WHERE {where} "
             f"ORDER BY {', '.join(plan.source_order())} OFFSET :offset LIMIT 1"
