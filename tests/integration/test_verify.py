@@ -329,6 +329,9 @@ def test_live_stream_is_not_a_difference_and_repair_wins_over_corruption(world: 
         assert record["samples"]["missing"] == [{"id": 604}, {"id": 605}]
         assert record["samples"]["extra"] == [{"id": 900001 + i} for i in range(4)]
         assert record["samples"]["different"] == [{"id": 601}, {"id": 602}, {"id": 603}]
+        # Keys the stream is changing too: a corrective event must never hide a newer change
+        # (the target must end equal once the stream stops, below).
+        world.target_sql("UPDATE item_copy SET name = 'corrupt' WHERE id BETWEEN 5 AND 14")
         code, reports, stderr = world.verify("--mapping", "items", "--repair")
         assert code == 0, (reports, stderr)
         assert reports["items"]["repaired"]["events"] >= 9
