@@ -8,8 +8,9 @@ daemon has applied everything the source had committed when the second look bega
    outbox's highest id (outbox);
 2. the capture has published past it — logical: the slot's ``confirmed_flush_lsn`` (which the
    capture moves only after the broker's receipt) is past it, or the WAL sender has sent the
-   capture everything up to it and ``CAPTURE_GRACE_S`` has passed (an idle capture confirms
-   only every status interval, 10 s; a busy one publishes what it received at once); outbox:
+   capture everything up to it and the capture has confirmed nothing for ``CAPTURE_IDLE_S``
+   (an idle capture confirms only every status interval, 10 s; a busy one confirms every
+   batch, so it is waited for until it confirms past the mark); outbox:
    no outbox row at or below that id is left (the relay deletes them after the receipt);
 3. the consumer has taken what was on the queue then — the broker's dequeue count (messages
    acknowledged, which the consumer does only after the commit) reaches the enqueue count read
@@ -37,10 +38,10 @@ from syncd.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
-SETTLE_ROUNDS = 4  # looks at a differing key after the first, each after the daemon caught up
+SETTLE_ROUNDS = 6  # looks at a differing key after the first, each after the daemon caught up
 SETTLE_TIMEOUT_S = 60.0  # at most this long per wait for capture, and for the consumer
 POLL_S = 0.1
-CAPTURE_GRACE_S = 0.3
+CAPTURE_IDLE_S = 1.0  # a capture that confirmed nothing for this long has nothing to publish
 STATISTICS_TIMEOUT_S = 5.0
 
 
@@ -76,7 +77,8 @@ class Settler:
         which is logged: the comparison that follows may then report rows still in flight)."""
         mark = self._mark()
         deadline = time.monotonic() + self._timeout_s
-        while "capture" not in self._stalled and not self._captured(mark, deadline):
+        watch = _Watch()
+        while "capture" not in self._stalled and not self._captured(mark, watch):
             if time.monotonic() > deadline:
                 self._stall(
                     "capture",
@@ -94,7 +96,7 @@ class Settler:
         sql = f"SELECT coalesce(max(id), 0) FROM {OUTBOX} WHERE source = :source"
         return int(self._conn.execute(sa.text(sql), {"source": self._source.name}).scalar_one())
 
-    def _captured(self, mark: int, deadline: float) -> bool:
+    def _captured(self, mark: int, watch: _Watch) -> bool:
         if self._source.capture == "logical":
             confirmed, sent, active = self._conn.execute(
                 sa.text(_SLOT_PROGRESS), {"slot": slot_name(self._source.name)}
@@ -108,10 +110,11 @@ class Settler:
                     "`syncd run` capturing it?)",
                 )
                 return True
-            if sent is None or int(sent) < mark:
-                return False
-            time.sleep(min(CAPTURE_GRACE_S, max(0.0, deadline - time.monotonic())))
-            return True
+            # Idle: the WAL sender has sent past the mark and the capture has confirmed
+            # nothing more for a while — it has nothing left to publish. A busy capture
+            # confirms every batch, so it is waited for until it confirms past the mark.
+            idle_s = watch.unchanged_s(confirmed)
+            return sent is not None and int(sent) >= mark and idle_s >= CAPTURE_IDLE_S
         sql = f"SELECT NOT EXISTS (SELECT 1 FROM {OUTBOX} WHERE source = :source AND id <= :mark)"
         found = self._conn.execute(sa.text(sql), {"source": self._source.name, "mark": mark})
         return bool(found.scalar_one())
@@ -142,3 +145,17 @@ class Settler:
         if what not in self._stalled:
             self._stalled.add(what)
             log.warning("verify: %s; keys that differ are compared again without waiting", message)
+
+
+class _Watch:
+    """How long a value has stayed the same, across polls."""
+
+    def __init__(self) -> None:
+        self._value: object = object()
+        self._since = time.monotonic()
+
+    def unchanged_s(self, value: object) -> float:
+        now = time.monotonic()
+        if value != self._value:
+            self._value, self._since = value, now
+        return now - self._since
