@@ -9,7 +9,7 @@ help:
 	@echo "make demo   - install what is missing, start a local broker, sync the example events, show them"
 	@echo "make test   - lint, type-check and the whole test suite (starts its own broker and PostgreSQL)"
 	@echo "make fuzz   - hostile message bodies through decode, routing and each driver (minutes)"
-	@echo "make bench  - throughput, latency and memory against its own broker and PostgreSQL (~1-2 min)"
+	@echo "make bench  - throughput, latency, memory and verify against its own broker and PostgreSQL (~2-3 min)"
 	@echo "make bench-scaling - events/s and CPU with 1, 2 and 3 daemons sharing one queue"
 	@echo "make venv   - the .venv with syncd and its test tools"
 

@@ -11,7 +11,9 @@ started. Not a test: nothing passes or fails on speed. Phases, in order:
 4. ``syncd run`` drains messages that carry arrays of events; checked row by row;
 5. a naive consumer: one PostgreSQL transaction and one ACK per message;
 6. capture, per mode (``logical``, ``outbox``): ``syncd run --only capture`` drains a backlog
-   of changes written to a source database before it started (``bench/capture.py``).
+   of changes written to a source database before it started (``bench/capture.py``);
+7. ``syncd verify`` of an equal table, beside ``COPY … TO STDOUT`` of both tables
+   (``bench/verify.py``).
 
 Publishing rates (the ``Publisher`` library and ``syncd publish``) are taken while the queues
 of phases 1 and 2 are filled.
@@ -34,6 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench import capture, consumers, daemon_phases, sending, target, workload
+from bench import verify as verify_phase
 from bench.report import Metric, machine_facts, render_table, write_json
 from tests.harness import Daemon, write_config
 from tests.services import Broker, PostgresCluster
@@ -42,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 DRAIN_TIMEOUT_S = 900
 WARMUP_MESSAGES = 5_000
 # Table order; each phase names its section (with its sizes) as it starts.
-SECTIONS = ["ceiling", "single", "latency", "arrays", "naive", "publish", "capture"]
+SECTIONS = ["ceiling", "single", "latency", "arrays", "naive", "publish", "capture", "verify"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="row changes each capture mode drains: N/2 inserts, then N/2 updates, in "
         f"transactions of {capture.CHANGES_PER_TX} (default 20000)",
+    )
+    parser.add_argument(
+        "--verify-rows",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="rows of the equal table verify compares (default 1000000)",
     )
     parser.add_argument("--latency-rate", type=float, default=500, metavar="EV_PER_S")
     parser.add_argument("--latency-seconds", type=float, default=10, metavar="S")
@@ -120,6 +130,7 @@ class Bench:
         self.syncd_arrays(workload.customer_history("bench_arrays", 2 * n, seed=3))
         self.naive(workload.customer_history("bench_naive", self.args.naive_events, seed=4))
         self.capture_backlogs(self.args.capture_events)
+        self.verify_equal(self.args.verify_rows)
 
     def warm_up(self) -> None:
         """Let the broker's JIT and KahaDB settle, so that the first ceiling is not a cold one."""
@@ -309,6 +320,30 @@ class Bench:
         self.notes[f"{key}_cores"] = published.cores
         self.notes[f"{key}_source_write_s"] = run.backlog.seconds
         self.notes[f"{key}_read_back"] = dataclasses.asdict(read_back)
+
+    # -- 7. verify -----------------------------------------------------------------------------
+
+    def verify_equal(self, rows: int) -> None:
+        self.title("verify", f"verify: an equal table of {rows:,} rows, source and target")
+        say(f"verify: {rows:,} rows in each table, then verify and COPY")
+        run = verify_phase.measure(self.postgres, self.workdir / "verify", rows)
+        self.add(
+            "verify_rate", "`syncd verify` (digests in both databases)", run.verify_rate, "rows/s"
+        )
+        self.add("verify_s", "`syncd verify`, the whole table", run.verify_s, "s")
+        self.add(
+            "verify_copy_rate",
+            "COPY … TO STDOUT of both tables, one after the other",
+            run.copy_rate,
+            "rows/s",
+            f"{run.copy_bytes / 2**20:,.0f} MiB",
+        )
+        self.add(
+            "verify_differences",
+            "differences found (the tables are equal)",
+            run.differences,
+            "keys",
+        )
 
     # -- shared -----------------------------------------------------------------------------
 

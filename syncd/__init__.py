@@ -17,5 +17,5 @@ imports inside functions included).
     publisher     publisher                 events onto their queues (the public Publisher)
     sides         pipeline | capture        the apply loop | source changes, captured, published
     daemon        daemon                    wiring the loop and the captures; reload, signals
-    commands      commands __main__         the ``syncd`` command line
+    commands      commands verify __main__  the ``syncd`` command line; ``syncd verify``
 """

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     BAD_CONFIG = 2  # bad command line, config.yaml or mapping: a restart cannot help
     UNAVAILABLE = 3  # broker or database unreachable when the command needed it
     PARTIAL = 4  # `syncd publish`: some input was rejected or not confirmed by the broker
+    DIFFERENT = 5  # `syncd verify`: a target still differs from its source
 
 
 class SyncdError(Exception):
@@ -110,6 +111,10 @@ class CaptureError(SyncdError):
 
     The message says what to run or change (``syncd capture install``, ``wal_level``…).
     """
+
+
+class VerifyError(SyncdError):
+    """``syncd verify`` could not compare a mapping (a query failed); the message says which."""
 
 
 def first_line(error: BaseException | None) -> str:

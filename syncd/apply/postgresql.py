@@ -171,6 +171,11 @@ def check_row(row: dict[str, Any], types: core.ColumnTypes) -> str | None:
     return None
 
 
+def rows_json(rows: list[dict[str, Any]]) -> str:
+    """Rows as the applier sends them to json_populate_recordset (``syncd verify`` too)."""
+    return _json(rows)
+
+
 def _json(rows: list[dict[str, Any]]) -> str:
     """A batch's rows as one JSON parameter, every number with the digits it came with.
 

@@ -246,6 +246,16 @@ class _Table:
         )
 
 
+def table_reader(conn: Connection, source: SnapshotSource, name: str) -> _Table:
+    """How a snapshot reads ``name`` (``syncd verify`` reads rows exactly as snapshots do)."""
+    return _table(conn, source, name)
+
+
+def connected(source: SnapshotSource) -> AbstractContextManager[Connection]:
+    """A connection to ``source`` set up as its capture's (time zone, styles, encoding)."""
+    return _connected(source)
+
+
 def _read_chunk(
     conn: Connection, table: _Table, after: list[Any] | None, limit: int
 ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:

@@ -1,5 +1,5 @@
 """The `syncd` command: run, check, publish, status, dlq (list, show, replay, purge),
-capture (install, uninstall), snapshot, mappings (test) and schema."""
+capture (install, uninstall), snapshot, mappings (test), schema and verify."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ exit codes:
   3  a broker or database needed by the command is unreachable
   4  publish: some input lines were rejected or not confirmed by the broker;
      snapshot: interrupted (run it again to resume)
+  5  verify: differences remain
 """
 CAPTURE_EPILOG = """\
 logical (PostgreSQL logical decoding) needs wal_level=logical on the source and a primary key
@@ -199,7 +200,59 @@ def _parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("--apply", action="store_true", help="run the DDL on the targets")
     schema.set_defaults(command=_schema)
+    _add_verify_command(commands)
     return parser
+
+
+VERIFY_EPILOG = """\
+Rows still in flight are not differences: keys that differ are compared again after the daemon
+has applied what the source had committed by then (a running `syncd run` is needed for that,
+and for --repair).
+
+exit codes:
+  0  every target equals its source (with --repair: equal again)
+  1  a query failed (the message says which)
+  2  bad command line, config.yaml or mapping file; a mapping verify cannot compare (its source
+     is not a capture source, or a database is not PostgreSQL)
+  3  a source, target or the broker is unreachable
+  5  differences remain
+"""
+
+
+def _add_verify_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    verify = _subcommand(
+        commands,
+        "verify",
+        "Compare each mapping's source rows, through the mapping, with its target's, by key, "
+        "while capture and apply run; print rows compared, missing, extra and different, with "
+        "sample keys. --repair sends a corrective event for each difference through the "
+        "source's queue and compares those keys again.",
+        VERIFY_EPILOG,
+    )
+    verify.add_argument(
+        "--mapping", action="append", metavar="M", help="only mapping M (repeat for several)"
+    )
+    verify.add_argument(
+        "--repair", action="store_true", help="correct the differences through the normal path"
+    )
+    verify.add_argument("--json", action="store_true", help="one JSON object per mapping")
+    verify.set_defaults(command=_verify)
+
+
+def _verify(config: Config, args: argparse.Namespace) -> int:
+    from syncd.errors import VerifyError
+    from syncd.verify.run import choose_mappings, report, verify
+
+    mappings = choose_mappings(
+        config, load_mappings(config.mappings_dir, list(config.databases)), args.mapping
+    )
+    try:
+        verdicts = verify(config, mappings, repair=args.repair, progress=sys.stderr)
+    except (VerifyError, PublishError) as exc:
+        print(f"syncd verify: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
+    report(verdicts, args.json, sys.stdout)
+    return ExitCode.OK if all(v.equal for v in verdicts) else ExitCode.DIFFERENT
 
 
 def _subcommand(
