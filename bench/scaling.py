@@ -23,7 +23,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench import sending, target, workload
+from bench import consumers, sending, target, workload
 from bench.daemon_phases import cpu_seconds
 from bench.run import services
 from tests.harness import Daemon, write_config
@@ -31,6 +31,7 @@ from tests.services import Broker, PostgresCluster
 
 REPO = Path(__file__).resolve().parent.parent
 POLL_INTERVAL_S = 0.05
+WARMUP_MESSAGES = 20_000
 TIMEOUT_S = 900
 
 
@@ -60,6 +61,15 @@ def _progress(engine: sa.Engine) -> tuple[int, int]:
             return int(keys), int(total)
     except sa.exc.ProgrammingError:
         return 0, 0
+
+
+def warm_up(broker: Broker) -> None:
+    """A cold broker (JIT, KahaDB) would slow the first daemon count measured, not the others."""
+    say(f"warming the broker up with {WARMUP_MESSAGES:,} messages")
+    history = workload.customer_history("scale_warmup", WARMUP_MESSAGES, seed=0)
+    destination = "/queue/bench.scale_warmup"
+    sending.preload(broker.port, destination, sending.single_event_items(history.events))
+    consumers.consume_bare(broker.port, destination, WARMUP_MESSAGES, ack_every=100)
 
 
 def measure(
@@ -134,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(directory)
         workdir.chmod(0o755)  # the postgres user must reach its cluster under it
         with services(workdir) as (broker, postgres):
+            warm_up(broker)
             for count in (int(part) for part in args.daemons.split(",")):
                 results.append(measure(workdir, broker, postgres, count, args.events))
                 say(f"{count} daemon(s): {results[-1].rate:,.0f} events/s")

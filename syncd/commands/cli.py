@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import textwrap
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,11 +19,10 @@ from syncd import jsonvalue
 from syncd.broker import Outgoing
 from syncd.capture import Captured
 from syncd.commands import dlq
+from syncd.commands.parsers import command_group, subcommand
 from syncd.commands.status import add_arguments as status_arguments
 from syncd.config import Config, SourceConfig, load_config
 from syncd.daemon.logs import setup_logging
-from syncd.deadletter.letters import ErrorClass
-from syncd.deadletter.review import Selection, SelectionError
 from syncd.errors import (
     BrokerRefused,
     BrokerUnavailable,
@@ -67,19 +65,6 @@ exit codes:
   2  bad command line or config.yaml, or an unknown source
   3  the source database is unreachable
 """
-DLQ_EPILOG = """\
-Dead letters are read with a queue browser: listing or showing them takes nothing off the
-queue. ActiveMQ lets a browser see only the oldest maxBrowsePageSize of them (400 by
-default); replay or purge those, then run the command again for the rest.
-
-exit codes:
-  0  success, also when no dead letter matched
-  2  bad command line or config.yaml, an unknown or ambiguous ID, or purge without a
-     terminal and without --yes
-  3  the broker is unreachable (nothing was replayed or purged after that point)
-  4  replay/purge: some chosen dead letters were gone before they could be taken, or
-     cannot be replayed (no syncd-original-destination)
-"""
 SCHEMA_EPILOG = """\
 Types come from the source's catalog through syncd's type table per dialect pair (README:
 "Target tables from the source"). What syncd prints is SQL: everything but the statements
@@ -93,7 +78,6 @@ exit codes:
      lacks, or a source type with no safe target type (the message says what to write)
   3  a source or target database is unreachable
 """
-ERROR_CLASSES = [str(error_class) for error_class in ErrorClass]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return _subcommand(commands, name, help_text, EPILOG)
+        return subcommand(commands, name, help_text, EPILOG)
 
     run = command(
         "run",
@@ -165,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     status_arguments(status)
     status.set_defaults(command=_status)
-    _add_dlq_commands(commands)
+    dlq.add_commands(commands)
     _add_capture_commands(commands)
     _add_mappings_commands(commands)
     snapshot = command(
@@ -185,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         "--restart", action="store_true", help="start over instead of resuming a stopped snapshot"
     )
     snapshot.set_defaults(command=_snapshot)
-    schema = _subcommand(
+    schema = subcommand(
         commands,
         "schema",
         "For mappings whose source is a capture source: print the DDL that creates each "
@@ -220,7 +204,7 @@ exit codes:
 
 
 def _add_verify_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    verify = _subcommand(
+    verify = subcommand(
         commands,
         "verify",
         "Compare each mapping's source rows, through the mapping, with its target's, by key, "
@@ -255,103 +239,13 @@ def _verify(config: Config, args: argparse.Namespace) -> int:
     return ExitCode.OK if all(v.equal for v in verdicts) else ExitCode.DIFFERENT
 
 
-def _subcommand(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    help_text: str,
-    epilog: str,
-) -> argparse.ArgumentParser:
-    """A command with its description wrapped, the exit-code epilog kept as written, and -c."""
-    sub = subparsers.add_parser(
-        name,
-        help=help_text,
-        description=textwrap.fill(help_text, 92),
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_config_option(sub)
-    return sub
-
-
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-c",
-        "--config",
-        default=os.environ.get("SYNCD_CONFIG", "config.yaml"),
-        help="configuration file (default: $SYNCD_CONFIG or ./config.yaml)",
-    )
-
-
-def _command_group(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    about: str,
-    epilog: str,
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """A command with commands of its own (``syncd dlq …``, ``syncd capture …``)."""
-    group = commands.add_parser(
-        name,
-        help=about,
-        description=textwrap.fill(about, 92),
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    return group.add_subparsers(title=f"{name} commands", required=True, metavar="ACTION")
-
-
-def _add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    about = (
-        "Find, inspect, replay and purge dead letters: the messages the daemon could not apply, "
-        "kept on broker.dead_letter_queue with headers that say why."
-    )
-    actions = _command_group(commands, "dlq", about, DLQ_EPILOG)
-
-    def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        return _subcommand(actions, name, help_text, DLQ_EPILOG)
-
-    listing = action(
-        "list",
-        "List the dead letters, oldest first, without taking them off the queue: ID, when it "
-        "failed, error class, mapping, key and error (cut to fit; --json has everything).",
-    )
-    _add_filter_options(listing)
-    listing.add_argument(
-        "--json", action="store_true", help="print every header and body as a JSON array"
-    )
-    listing.set_defaults(command=_dlq_list)
-    show = action(
-        "show",
-        "Print one dead letter: every header, then the body (pretty-printed if it is JSON).",
-    )
-    show.add_argument("id", metavar="ID", help="its ID as `list` shows it, or any unique end of it")
-    show.set_defaults(command=_dlq_show)
-    replay = action(
-        "replay",
-        "Send dead letters back to the queue they came from (syncd-original-destination), body "
-        "untouched, and take them off the dead-letter queue: each send commits together with "
-        "the removal, so an interrupted replay loses nothing. Replaying an event that was "
-        "applied meanwhile changes nothing. Choose with IDs, --all, --mapping or --error-class.",
-    )
-    _add_choice_options(replay)
-    replay.set_defaults(command=_dlq_replay)
-    purge = action(
-        "purge",
-        "Delete dead letters for good. Asks for confirmation on a terminal; elsewhere (scripts, "
-        "cron) it refuses unless --yes is given. Choose with IDs, --all, --mapping or "
-        "--error-class.",
-    )
-    _add_choice_options(purge)
-    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    purge.set_defaults(command=_dlq_purge)
-
-
 def _add_capture_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     about = (
         "Prepare source databases for capture, or undo it: the sources under sources: in "
         "config.yaml, or the one named by --source."
     )
-    actions = _command_group(commands, "capture", about, CAPTURE_EPILOG)
-    install = _subcommand(
+    actions = command_group(commands, "capture", about, CAPTURE_EPILOG)
+    install = subcommand(
         actions,
         "install",
         "Prepare each source for capture (logical: publication and replication slot; outbox: "
@@ -360,7 +254,7 @@ def _add_capture_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     install.add_argument("--source", metavar="NAME", help="only this source (default: all)")
     install.set_defaults(command=_capture_install)
-    uninstall = _subcommand(
+    uninstall = subcommand(
         actions,
         "uninstall",
         "Undo install: drop the replication slot (so the source stops keeping WAL for syncd) "
@@ -390,8 +284,8 @@ exit codes:
 
 def _add_mappings_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     about = "Try mappings out before they go live."
-    actions = _command_group(commands, "mappings", about, MAPPINGS_EPILOG)
-    test = _subcommand(
+    actions = command_group(commands, "mappings", about, MAPPINGS_EPILOG)
+    test = subcommand(
         actions,
         "test",
         "A dry run: for every event of a JSON-lines file, what each mapping would do with it "
@@ -422,24 +316,6 @@ def _mappings_test(config: Config, args: argparse.Namespace) -> int:
         write = dryrun.write_json if args.json else dryrun.write_table
         dead = write(outcomes, sys.stdout)
     return ExitCode.PARTIAL if dead else ExitCode.OK
-
-
-def _add_filter_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mapping", metavar="M", help="only the dead letters of mapping M")
-    parser.add_argument(
-        "--error-class",
-        metavar="C",
-        choices=ERROR_CLASSES,
-        help="only the dead letters of error class C: " + ", ".join(ERROR_CLASSES),
-    )
-
-
-def _add_choice_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "ids", nargs="*", metavar="ID", help="dead letter IDs, or unique ends of them"
-    )
-    parser.add_argument("--all", action="store_true", help="every dead letter")
-    _add_filter_options(parser)
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
@@ -678,40 +554,6 @@ def _unconfirmed(name: str, sent_lines: list[int], confirmed: int) -> str:
         f"syncd publish: the broker confirmed {confirmed} events{done}{rest}; "
         "publishing any of them again is harmless"
     )
-
-
-def _selection(args: argparse.Namespace) -> Selection:
-    return Selection(
-        ids=tuple(getattr(args, "ids", ())),
-        everything=getattr(args, "all", False),
-        mapping=args.mapping,
-        error_class=args.error_class,
-    )
-
-
-def _dlq_list(config: Config, args: argparse.Namespace) -> int:
-    return _dlq(lambda: dlq.list_command(config, _selection(args), args.json))
-
-
-def _dlq_show(config: Config, args: argparse.Namespace) -> int:
-    return _dlq(lambda: dlq.show_command(config, args.id))
-
-
-def _dlq_replay(config: Config, args: argparse.Namespace) -> int:
-    return _dlq(lambda: dlq.replay_command(config, _selection(args)))
-
-
-def _dlq_purge(config: Config, args: argparse.Namespace) -> int:
-    return _dlq(lambda: dlq.purge_command(config, _selection(args), args.yes))
-
-
-def _dlq(run: Callable[[], int]) -> int:
-    """Run a dlq command; a choice of dead letters that cannot be made is a usage error."""
-    try:
-        return run()
-    except SelectionError as exc:
-        print(f"syncd dlq: {exc}", file=sys.stderr)
-        return ExitCode.BAD_CONFIG
 
 
 @contextmanager

@@ -7,12 +7,15 @@ Which letters a command line chooses and how they read is ``syncd.deadletter.rev
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from syncd.broker.queues import DEFAULT_BROWSE_LIMIT, Moved, QueueTool
+from syncd.commands.parsers import command_group, subcommand
 from syncd.config import Config
+from syncd.deadletter.letters import ErrorClass
 from syncd.deadletter.review import (
     DeadLetter,
     Selection,
@@ -163,3 +166,119 @@ def _warn_if_more_hidden(browsed: Sequence[DeadLetter]) -> None:
             "more behind them. Replay or purge these, then run the command again.",
             file=sys.stderr,
         )
+
+
+# -- the command line ------------------------------------------------------------------
+
+DLQ_EPILOG = """\
+Dead letters are read with a queue browser: listing or showing them takes nothing off the
+queue. ActiveMQ lets a browser see only the oldest maxBrowsePageSize of them (400 by
+default); replay or purge those, then run the command again for the rest.
+
+exit codes:
+  0  success, also when no dead letter matched
+  2  bad command line or config.yaml, an unknown or ambiguous ID, or purge without a
+     terminal and without --yes
+  3  the broker is unreachable (nothing was replayed or purged after that point)
+  4  replay/purge: some chosen dead letters were gone before they could be taken, or
+     cannot be replayed (no syncd-original-destination)
+"""
+ERROR_CLASSES = [str(error_class) for error_class in ErrorClass]
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    about = (
+        "Find, inspect, replay and purge dead letters: the messages the daemon could not apply, "
+        "kept on broker.dead_letter_queue with headers that say why."
+    )
+    actions = command_group(commands, "dlq", about, DLQ_EPILOG)
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        return subcommand(actions, name, help_text, DLQ_EPILOG)
+
+    listing = action(
+        "list",
+        "List the dead letters, oldest first, without taking them off the queue: ID, when it "
+        "failed, error class, mapping, key and error (cut to fit; --json has everything).",
+    )
+    _add_filter_options(listing)
+    listing.add_argument(
+        "--json", action="store_true", help="print every header and body as a JSON array"
+    )
+    listing.set_defaults(command=_dlq_list)
+    show = action(
+        "show",
+        "Print one dead letter: every header, then the body (pretty-printed if it is JSON).",
+    )
+    show.add_argument("id", metavar="ID", help="its ID as `list` shows it, or any unique end of it")
+    show.set_defaults(command=_dlq_show)
+    replay = action(
+        "replay",
+        "Send dead letters back to the queue they came from (syncd-original-destination), body "
+        "untouched, and take them off the dead-letter queue: each send commits together with "
+        "the removal, so an interrupted replay loses nothing. Replaying an event that was "
+        "applied meanwhile changes nothing. Choose with IDs, --all, --mapping or --error-class.",
+    )
+    _add_choice_options(replay)
+    replay.set_defaults(command=_dlq_replay)
+    purge = action(
+        "purge",
+        "Delete dead letters for good. Asks for confirmation on a terminal; elsewhere (scripts, "
+        "cron) it refuses unless --yes is given. Choose with IDs, --all, --mapping or "
+        "--error-class.",
+    )
+    _add_choice_options(purge)
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(command=_dlq_purge)
+
+
+def _add_filter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mapping", metavar="M", help="only the dead letters of mapping M")
+    parser.add_argument(
+        "--error-class",
+        metavar="C",
+        choices=ERROR_CLASSES,
+        help="only the dead letters of error class C: " + ", ".join(ERROR_CLASSES),
+    )
+
+
+def _add_choice_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "ids", nargs="*", metavar="ID", help="dead letter IDs, or unique ends of them"
+    )
+    parser.add_argument("--all", action="store_true", help="every dead letter")
+    _add_filter_options(parser)
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection(
+        ids=tuple(getattr(args, "ids", ())),
+        everything=getattr(args, "all", False),
+        mapping=args.mapping,
+        error_class=args.error_class,
+    )
+
+
+def _dlq_list(config: Config, args: argparse.Namespace) -> int:
+    return _dlq(lambda: list_command(config, _selection(args), args.json))
+
+
+def _dlq_show(config: Config, args: argparse.Namespace) -> int:
+    return _dlq(lambda: show_command(config, args.id))
+
+
+def _dlq_replay(config: Config, args: argparse.Namespace) -> int:
+    return _dlq(lambda: replay_command(config, _selection(args)))
+
+
+def _dlq_purge(config: Config, args: argparse.Namespace) -> int:
+    return _dlq(lambda: purge_command(config, _selection(args), args.yes))
+
+
+def _dlq(run: Callable[[], int]) -> int:
+    """Run a dlq command; a choice of dead letters that cannot be made is a usage error."""
+    try:
+        return run()
+    except SelectionError as exc:
+        print(f"syncd dlq: {exc}", file=sys.stderr)
+        return ExitCode.BAD_CONFIG
