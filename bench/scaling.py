@@ -14,6 +14,7 @@ every key's position is its last event's.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 POLL_INTERVAL_S = 0.05
 WARMUP_MESSAGES = 20_000
 TIMEOUT_S = 900
+_runs = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def warm_up(broker: Broker) -> None:
 def measure(
     workdir: Path, broker: Broker, postgres: PostgresCluster, daemons: int, events: int
 ) -> Scaled:
-    system = f"scale{daemons}"
+    system = f"scale{daemons}_{next(_runs)}"
     history = workload.customer_history(system, events, seed=daemons)
     # Every key's last position, summed: the drain is over when the positions table says so.
     last: dict[int, int] = {}
