@@ -149,21 +149,34 @@ def apply_isolating(
         part: Sequence[Change], policy: RetryPolicy, tries: int
     ) -> list[Verdict | Unapplied]:
         """``tries``: how often these changes were already tried as part of a larger batch."""
-        try:
-            return list[Verdict | Unapplied](policy.call(lambda: applier.apply_batch(part)))
-        except PermanentApplyError as exc:
-            tries += 1
-            failure = Unapplied(GaveUp.REJECTED, str(exc), attempts=tries)
-        except RetriesExhausted as exc:
-            tries += exc.attempts
-            failure = Unapplied(GaveUp.RETRIES_EXHAUSTED, str(exc), attempts=tries)
-            policy = policy.single_attempt()
+        outcome, policy, tries = try_applying(applier, part, policy, tries)
+        if not isinstance(outcome, Unapplied):
+            return list[Verdict | Unapplied](outcome)
         if len(part) == 1:
-            return [blame(part[0], failure)]
+            return [blame(part[0], outcome)]
         middle = len(part) // 2
         return attempt(part[:middle], policy, tries) + attempt(part[middle:], policy, tries)
 
     return attempt(changes, policy, 0) if changes else []
+
+
+def try_applying(
+    applier: Applier, part: Sequence[Change], policy: RetryPolicy, tries: int
+) -> tuple[list[Verdict] | Unapplied, RetryPolicy, int]:
+    """Apply ``part`` under ``policy``: its verdicts, or why it failed; with the policy and the
+    count of tries (``tries`` so far) that the halves of a failed part are tried with.
+
+    Once retries ran out, a half gets one attempt: the outage already had its time.
+    """
+    try:
+        return policy.call(lambda: applier.apply_batch(part)), policy, tries
+    except PermanentApplyError as exc:
+        tries += 1
+        return Unapplied(GaveUp.REJECTED, str(exc), attempts=tries), policy, tries
+    except RetriesExhausted as exc:
+        tries += exc.attempts
+        failure = Unapplied(GaveUp.RETRIES_EXHAUSTED, str(exc), attempts=tries)
+        return failure, policy.single_attempt(), tries
 
 
 def blame(change: Change, failure: Unapplied) -> Unapplied:

@@ -17,7 +17,14 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from syncd.apply import Applier
 from syncd.apply.plan import Verdict
-from syncd.apply.resilient import GaveUp, RetriesExhausted, RetryPolicy, Unapplied, blame
+from syncd.apply.resilient import (
+    GaveUp,
+    RetriesExhausted,
+    RetryPolicy,
+    Unapplied,
+    blame,
+    try_applying,
+)
 from syncd.apply.stream import Stream
 from syncd.change import Change
 from syncd.deadletter.letters import ErrorClass, Reason
@@ -50,17 +57,11 @@ def apply_grouped(
         groups: Sequence[tuple[int, int]], policy: RetryPolicy, tries: int
     ) -> list[Verdict | Unapplied]:
         part = changes[groups[0][0] : groups[-1][1]]
-        try:
-            return list[Verdict | Unapplied](policy.call(lambda: applier.apply_batch(part)))
-        except PermanentApplyError as exc:
-            tries += 1
-            failure = Unapplied(GaveUp.REJECTED, str(exc), attempts=tries)
-        except RetriesExhausted as exc:
-            tries += exc.attempts
-            failure = Unapplied(GaveUp.RETRIES_EXHAUSTED, str(exc), attempts=tries)
-            policy = policy.single_attempt()
+        outcome, policy, tries = try_applying(applier, part, policy, tries)
+        if not isinstance(outcome, Unapplied):
+            return list[Verdict | Unapplied](outcome)
         if len(groups) == 1:
-            reason = _group_failure(applier, part, failure)
+            reason = _group_failure(applier, part, outcome)
             return [reason] * len(part)
         middle = len(groups) // 2
         return attempt(groups[:middle], policy, tries) + attempt(groups[middle:], policy, tries)
