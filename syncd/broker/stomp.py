@@ -384,9 +384,8 @@ class StompBroker:
             listener = self._listener
             if listener is not None and listener.error is not None:
                 # ActiveMQ answers a SEND it refuses (a queue the user may not write) with an
-                # ERROR; sending again gets the same answer. That ERROR, the cause, may come
-                # just after the one of the COMMIT it spoiled.
-                listener.cause_arrived.wait(CAUSE_GRACE_S)
+                # ERROR; sending again gets the same answer. That ERROR, the cause, was
+                # waited for before the connection was given up (_commit_or_give_up).
                 raise BrokerRefused(
                     f"the broker at {self._where} refused the send for user "
                     f"{self._config.user}: {listener.cause or listener.error}"
@@ -412,6 +411,11 @@ class StompBroker:
         """
         if self._commit(transaction):
             return True
+        listener = self._listener
+        if listener is not None and listener.error is not None:
+            # An ERROR spoiled the commit. ActiveMQ may say why (a SEND it refused) in an ERROR
+            # that follows the COMMIT's: read it before hanging up, or it is never read.
+            listener.cause_arrived.wait(CAUSE_GRACE_S)
         log.warning("the broker did not confirm a commit: reconnecting, it redelivers the rest")
         self._lost()
         if self._conn is not None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from syncd.broker.stomp import _Owner
+from syncd.broker import Outgoing
+from syncd.broker.stomp import StompBroker, _Inbox, _Listener, _Owner
+from syncd.config import DEFAULTS, BrokerConfig
+from syncd.errors import BrokerRefused
 
 
 def test_commands_from_many_threads_all_run_on_the_owner_thread_one_at_a_time() -> None:
@@ -125,3 +130,49 @@ def test_commands_given_while_the_owner_stops_run_on_their_own_thread_and_none_h
     owner.stop()
     assert not worker.is_alive() and finished == list(range(200))
     assert [t for t in threading.enumerate() if t.name == "stomp-test-race"] == []
+
+
+class _RefusingConnection:
+    """Answers a COMMIT as ActiveMQ did for a SEND the user may not make: first the COMMIT's
+    ERROR, then — a moment later, on the receiver thread — the ERROR that says why. A connection
+    hung up in between never reads the second one."""
+
+    def __init__(self, listener: Any):
+        self._listener = listener
+        self.hung_up = threading.Event()
+
+    def begin(self, transaction: str) -> None:
+        pass
+
+    def send(self, destination: str, body: bytes, headers: dict[str, str]) -> None:
+        pass
+
+    def commit(self, transaction: str, headers: dict[str, str]) -> None:
+        def answer() -> None:
+            commit_error = SimpleNamespace(
+                headers={"receipt-id": headers["receipt"], "message": "COMMIT FAILED"}, body=""
+            )
+            self._listener.on_error(commit_error)
+            if not self.hung_up.wait(0.3):
+                why = "User crm is not authorized to write to: queue://syncd.DLQ"
+                self._listener.on_error(SimpleNamespace(headers={"message": why}, body=""))
+
+        threading.Thread(target=answer, daemon=True).start()
+
+    def disconnect(self) -> None:
+        self.hung_up.set()
+
+
+def test_a_refused_send_is_said_in_the_brokers_words_even_when_they_follow_the_commits() -> None:
+    settings = {k: v for k, v in DEFAULTS["broker"].items() if k != "password_file"}
+    settings.update(hosts=(("127.0.0.1", 61613),), tls=None, user="crm")
+    broker = StompBroker(BrokerConfig(**settings))
+    listener = _Listener(broker, _Inbox(), generation=0)
+    broker._conn, broker._listener = _RefusingConnection(listener), listener
+    broker._connected = True
+    try:
+        with pytest.raises(BrokerRefused, match=r"not authorized to write to: queue://syncd\.DLQ"):
+            broker.send_confirmed([Outgoing("/queue/syncd.DLQ", b"{}", {})])
+    finally:
+        broker._conn = None
+        broker.close()
