@@ -290,14 +290,19 @@ class LogicalCapture:
                 if batch is not None:
                     self._handed_lsn = max(self._handed_lsn, batch.token)
                     return batch
-                self._release_idle_wal(cursor)
-                remaining_s = deadline - time.monotonic()
-                if remaining_s <= 0:
+                if not self._wait_for_wal(cursor, deadline):
                     return None
-                # Wake at least every status interval: read_message sends the feedback due.
-                select.select(
-                    [cursor.connection], [], [], min(remaining_s, self._status_interval_s)
-                )
+
+    def _wait_for_wal(self, cursor: psycopg2.extras.ReplicationCursor, deadline: float) -> bool:
+        """Nothing to read: release idle WAL, then wait for more until ``deadline`` (monotonic);
+        False once it has passed."""
+        self._release_idle_wal(cursor)
+        remaining_s = deadline - time.monotonic()
+        if remaining_s <= 0:
+            return False
+        # Wake at least every status interval: read_message sends the feedback due.
+        select.select([cursor.connection], [], [], min(remaining_s, self._status_interval_s))
+        return True
 
     def confirm(self, batch: CapturedBatch) -> None:
         lsn = int(batch.token)

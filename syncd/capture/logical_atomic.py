@@ -78,13 +78,8 @@ class AtomicLogicalCapture(LogicalCapture):
                     stream = PartStream(iter(()))
                     stream.parts = self._parts(cursor, message, stream)
                     return stream
-                self._release_idle_wal(cursor)
-                remaining_s = deadline - time.monotonic()
-                if remaining_s <= 0:
+                if not self._wait_for_wal(cursor, deadline):
                     return None
-                select.select(
-                    [cursor.connection], [], [], min(remaining_s, self._status_interval_s)
-                )
 
     def rewind(self) -> None:
         """Forget what was read since the last confirm: the next poll reads it again."""
